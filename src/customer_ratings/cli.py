@@ -1,0 +1,188 @@
+"""The command line: parses arguments, shows progress and the summary, maps errors to exit codes.
+
+Exit codes: 0 every file loaded (invalid rows are not a failure), 1 a file was rejected or a load failed,
+2 bad usage or bad config. Errors are one line on stderr; no tracebacks for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from .config import Config, Settings, Source, load_config
+from .db.migrate import ensure_agency_tables
+from .db.server import open_database
+from .discovery import discover
+from .errors import ConfigError, CustomerRatingsError
+from .load import ProgressFn
+from .pipeline import RunSummary, init_database, load_sources
+from .report import write_report
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Load rating agencies' daily CSV files into PostgreSQL and write the aggregate report.",
+)
+stdout = Console()
+stderr = Console(stderr=True)
+log = logging.getLogger("customer_ratings")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Sources file (TOML). Default: the built-in agencies A to D.",
+                 dir_okay=False),
+]
+DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Folder holding the agencies' CSV files.")]
+OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder the report is written into.")]
+DateOpt = Annotated[
+    str | None, typer.Option("--date", help="Report date, YYYY-MM-DD. Default: today.", metavar="YYYY-MM-DD")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Load files even when unchanged since the last load.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
+@app.command()
+def init(config: ConfigOpt = None) -> None:
+    """Create the database, its tables and every configured agency's table (applies migrations)."""
+    with _errors():
+        cfg = load_config(config)
+        init_database(Settings.from_env(), cfg)
+    stderr.print(f"database ready with {len(cfg.sources)} source(s)")
+
+
+@app.command()
+def load(data_dir: DataDirOpt, config: ConfigOpt = None, force: ForceOpt = False,
+         quiet: QuietOpt = False) -> None:
+    """Load each agency's newest file from DATA_DIR, replacing that agency's previous data."""
+    with _errors():
+        summary = _load(data_dir, config, force, quiet)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def report(output_dir: OutputDirOpt, date_: DateOpt = None) -> None:
+    """Write Customer_Rating_Aggregate_Report_YYYYMMDD.csv from the agencies' current loads."""
+    with _errors():
+        day = _parse_date(date_)
+        with open_database(Settings.from_env()) as db:
+            path = write_report(db, output_dir, day)
+    stderr.print(f"report written: {path}")
+
+
+@app.command()
+def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = None,
+        force: ForceOpt = False, quiet: QuietOpt = False) -> None:
+    """Load every agency (as `load`), then write the report (as `report`)."""
+    with _errors():
+        day = _parse_date(date_)
+        summary = _load(data_dir, config, force, quiet, report_to=(output_dir, day))
+    raise typer.Exit(summary.exit_code)
+
+
+def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool,
+          report_to: tuple[Path, date] | None = None) -> RunSummary:
+    cfg = load_config(config_path)
+    found = discover(cfg, data_dir)  # config and folder problems stop us before the database starts
+    with open_database(Settings.from_env()) as db:
+        ensure_agency_tables(db.connection(), cfg)
+        with _progress(quiet) as on_file:
+            summary = load_sources(db, cfg, data_dir, force=force, progress=on_file, discovery=found)
+        _print_summary(summary, cfg)
+        if report_to is not None:
+            path = write_report(db, *report_to)
+            stderr.print(f"report written: {path}")
+    for result in summary.results:
+        if result.status in ("rejected", "failed"):
+            stderr.print(f"error: {result.source}: {result.error}", markup=False, highlight=False)
+    return summary
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[Source, Path], ProgressFn | None] | None]:
+    if quiet or not stderr.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(), console=stderr, transient=False,
+    )
+
+    def on_file(source: Source, path: Path) -> ProgressFn:
+        total = path.stat().st_size if path.is_file() else None
+        task = bar.add_task(source.name, total=total, rows=0)
+
+        def advance(nbytes: int, nrows: int) -> None:
+            bar.update(task, advance=nbytes, rows=bar.tasks[task].fields["rows"] + nrows)
+
+        return advance
+
+    with bar:
+        yield on_file
+
+
+def _print_summary(summary: RunSummary, cfg: Config) -> None:
+    table = Table(title="customer-ratings load", title_justify="left")
+    for column in ("agency", "file", "status", "read", "loaded", "invalid"):
+        table.add_column(column, justify="right" if column in ("read", "loaded", "invalid") else "left")
+    styles = {"loaded": "green", "unchanged": "cyan", "rejected": "red", "failed": "red"}
+    for r in summary.results:
+        table.add_row(r.source, r.path.name, f"[{styles[r.status]}]{r.status}[/]", f"{r.rows_read:,}",
+                      f"{r.rows_loaded:,}", f"{r.rows_invalid:,}")
+    for name in summary.missing:
+        table.add_row(name, "-", "[yellow]no file[/]", "", "", "")
+    stdout.print(table)
+    if summary.unmatched:
+        names = ", ".join(p.name for p in summary.unmatched)
+        stdout.print(f"unmatched files (left alone): {names}", markup=False, highlight=False)
+
+
+def _parse_date(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--date {value!r} is not a date: use YYYY-MM-DD, e.g. 2025-05-13") from None
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the package's errors into one line on stderr and the exit code SPEC.md gives."""
+    try:
+        yield
+    except ConfigError as exc:
+        for problem in exc.problems:
+            stderr.print(f"error: {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except CustomerRatingsError as exc:
+        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        stderr.print(f"error: database: {first}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def main() -> None:
+    """Entry point of the ``customer-ratings`` command."""
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app(prog_name="customer-ratings")

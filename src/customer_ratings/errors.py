@@ -1,0 +1,74 @@
+"""One exception root, split by the reaction each failure calls for, and the stable error codes.
+
+- :class:`ConfigError`: stop before touching the database (exit 2).
+- :class:`FileRejected`: keep the agency's previous data, record why, go on with the other agencies (exit 1).
+- Row-level problems are not exceptions: they are :class:`ErrorCode` values stored in ``file_invalid_rows``.
+- :class:`TransientDatabaseError`: the server went away or refused us; retry with backoff, then fail (exit 1).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why a data row is invalid. Stored in ``file_invalid_rows.errors``: add codes, never rename them."""
+
+    MISSING_VALUE = "missing_value"
+    NOT_AN_INTEGER = "not_an_integer"
+    OUT_OF_RANGE = "out_of_range"
+    TOO_LONG = "too_long"
+    NOT_ALLOWED = "not_allowed"
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_CHARACTER = "invalid_character"
+    MALFORMED_CSV = "malformed_csv"
+
+
+class RejectReason(StrEnum):
+    """Why a whole file is rejected. Stored in ``load_history.error_code``: add, never rename."""
+
+    EMPTY_FILE = "empty_file"
+    NO_HEADER = "no_header"
+    BAD_HEADER = "bad_header"
+    TOO_MANY_INVALID = "too_many_invalid"
+    TOO_FEW_ROWS = "too_few_rows"
+    RECORD_TOO_LARGE = "record_too_large"
+    UNREADABLE = "unreadable"
+    FILE_CHANGED = "file_changed"
+
+
+class CustomerRatingsError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(CustomerRatingsError):
+    """The configuration or the command line is wrong; nothing was touched.
+
+    ``problems`` lists every problem found, so a user fixes them all in one go.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class FileRejected(CustomerRatingsError):
+    """A file as a whole cannot be loaded; the agency keeps its previous data."""
+
+    def __init__(self, reason: RejectReason, message: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        super().__init__(message)
+
+
+class DatabaseError(CustomerRatingsError):
+    """The database refused an operation in a way a retry will not fix."""
+
+
+class TransientDatabaseError(DatabaseError):
+    """The database could not be reached or dropped the connection; retrying may help."""

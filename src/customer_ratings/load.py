@@ -1,0 +1,424 @@
+"""One agency's file into PostgreSQL: lock -> stream into COPY -> atomic replace -> history row.
+
+Everything an agency's replacement changes (its table, its partition of ``customer_rating``, its invalid rows,
+its history row and ``source_current``) commits in one transaction, so readers see the old data or the new,
+and a crash at any point leaves the old data in place (docs/adr/0001-atomic-replace.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Queue
+from typing import IO, Any, BinaryIO
+
+import psycopg
+from psycopg import sql
+
+from .config import Source
+from .db.migrate import AGENCY_TABLE_DDL
+from .db.server import Connection, Database
+from .errors import FileRejected, RejectReason, TransientDatabaseError
+from .parse import BlockReader, read_header
+from .validate import BlockValidator, InvalidRow, detect_eol, plan_layout
+
+log = logging.getLogger(__name__)
+
+# Per-agency advisory locks live in this namespace (first key of the two-key form).
+AGENCY_LOCK_NAMESPACE = 7_041_002
+# From this size on, the consolidated partition is fed by a second COPY stream on a second connection, in
+# parallel; below it, one INSERT ... SELECT from the agency table is cheaper than a second connection.
+PARALLEL_MIN_BYTES = 8 << 20
+STAGE_COMMENT = "customer_ratings staging for source "
+INVALID_COLUMNS = ("load_id", "source", "table_name", "file_uri", "line_number", "record_number", "raw_line",
+                   "fields", "errors", "error")
+
+ProgressFn = Callable[[int, int], None]
+"""Called after each block with (bytes read, rows read) since the previous call."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What happened to one agency's file."""
+
+    source: str
+    path: Path
+    status: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_invalid: int = 0
+    error: str | None = None
+    load_id: int | None = None
+    file_size: int | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Counts:
+    read: int = 0
+    loaded: int = 0
+    invalid: int = 0
+
+
+def load_source(db: Database, source: Source, path: Path, *, force: bool = False,
+                progress: ProgressFn | None = None) -> LoadResult:
+    """Load ``path`` as the new snapshot of ``source``.
+
+    Returns a LoadResult whose status is ``loaded``, ``unchanged`` or ``rejected`` (a rejected file changed no
+    data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
+    underneath the load; nothing of the load is committed then.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    counts = _Counts()
+    size: int | None = None
+    uri = path.absolute().as_uri()
+    try:
+        with _open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress)
+    except FileRejected as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        message = f"{path.name}{where}: {exc}"
+        load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
+        return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
+                          seconds=time.perf_counter() - clock)
+    except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+        db.discard_connection()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _record(db, source, uri, size, None, "failed", counts, started, detail, None)
+        raise TransientDatabaseError(
+            f"{path.name}: the database failed during the load ({detail}); nothing of it was committed, "
+            "the previous data is intact: run again"
+        ) from exc
+    return LoadResult(**{**result.__dict__, "seconds": time.perf_counter() - clock})
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    except IsADirectoryError:
+        raise FileRejected(RejectReason.UNREADABLE, "is a directory, not a file") from None
+    except OSError as exc:
+        raise FileRejected(RejectReason.UNREADABLE, f"cannot be opened: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
+    return fh
+
+
+def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
+                    started: datetime, counts: _Counts, progress: ProgressFn | None) -> LoadResult:
+    conn = db.connection()
+    uri = path.absolute().as_uri()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (AGENCY_LOCK_NAMESPACE, source.name))
+        if not force:
+            unchanged = _unchanged(conn, source, fh, size)
+            if unchanged is not None:
+                load_id = _insert_history(conn, source, uri, size, unchanged, "unchanged", counts, started,
+                                          None, None, force)
+                return LoadResult(source.name, path, "unchanged", load_id=load_id, file_size=size,
+                                  sha256=unchanged)
+        _drop_orphan_stages(conn, source)
+        conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(source.table)))
+        load_id = _next_load_id(conn)
+        stage = f"customer_rating__{load_id}"
+        reader = BlockReader(fh, source.encoding)
+        with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
+            _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress)
+            sha = reader.sha256.hexdigest()
+            if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
+                raise FileRejected(
+                    RejectReason.FILE_CHANGED,
+                    f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} read): "
+                    "the agency may still be writing it; run again once it is complete",
+                )
+            _check_file_rules(source, counts)
+            _copy_invalid(conn, spool)
+        _swap(conn, source, stage)
+        _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
+                        load_id=load_id)
+        conn.execute(
+            """INSERT INTO source_current (source, table_name, load_id, partition) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (source) DO UPDATE
+               SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id, partition = EXCLUDED.partition""",
+            (source.name, source.table, load_id, stage),
+        )
+    return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
+                      size, sha)
+
+
+def _unchanged(conn: Connection, source: Source, fh: BinaryIO, size: int) -> str | None:
+    """The file's sha256 when it equals the agency's current load; hashed only when the sizes agree."""
+    row = conn.execute(
+        """SELECT h.sha256, h.file_size FROM source_current c JOIN load_history h USING (load_id)
+           WHERE c.source = %s""",
+        (source.name,),
+    ).fetchone()
+    if row is None or row[1] != size:
+        return None
+    digest = hashlib.sha256()
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest() if digest.hexdigest() == row[0] else None
+
+
+def _next_load_id(conn: Connection) -> int:
+    row = conn.execute("SELECT nextval(pg_get_serial_sequence('load_history', 'load_id'))").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _drop_orphan_stages(conn: Connection, source: Source) -> None:
+    """Drop staging tables a killed run of this agency left behind (never attached, so never visible)."""
+    rows = conn.execute(
+        """SELECT c.relname FROM pg_class c
+           JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+           WHERE c.relkind = 'r' AND NOT c.relispartition AND d.description = %s""",
+        (STAGE_COMMENT + source.name,),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _create_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
+    name = sql.Literal(source.name)
+    conn.execute(
+        sql.SQL(
+            """CREATE TABLE {stage} (
+                   customer              TEXT NOT NULL DEFAULT {name} CHECK (customer = {name}),
+                   customer_number       INTEGER,
+                   customer_rating       INTEGER,
+                   customer_rating_limit INTEGER,
+                   customer_status       VARCHAR(25),
+                   load_id               BIGINT NOT NULL DEFAULT {load_id})"""
+        ).format(stage=sql.Identifier(stage), name=name, load_id=sql.Literal(load_id))
+    )
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        sql.Identifier(stage), sql.Literal(STAGE_COMMENT + source.name)))
+
+
+def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
+            uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None) -> None:
+    """Validate the file block by block while COPY streams the valid lines into the agency table."""
+    header, header_lines = read_header(reader)
+    layout = plan_layout(header, source)
+    conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+    parallel = size >= PARALLEL_MIN_BYTES
+    stage_conn = db.connect() if parallel else None
+    streams: list[_CopyStream] = []
+    try:
+        if stage_conn is not None:
+            stage_conn.execute("BEGIN")
+            _create_stage(stage_conn, source, stage, load_id)
+            streams.append(_CopyStream(stage_conn, _copy_statement(stage, layout.copy_columns)))
+        streams.append(_CopyStream(conn, _copy_statement(source.table, layout.copy_columns)))
+        _feed(reader, header_lines, layout, source, streams, spool, counts, progress,
+              (load_id, source.name, source.table, uri))
+        for stream in streams:
+            stream.close()
+        if stage_conn is not None:
+            stage_conn.execute("COMMIT")
+    except BaseException:
+        for stream in streams:
+            stream.abort()
+        raise
+    finally:
+        if stage_conn is not None:
+            stage_conn.close()
+    if stage_conn is None:
+        _create_stage(conn, source, stage, load_id)
+        columns = sql.SQL(", ").join(map(sql.Identifier, layout.copy_columns))
+        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            sql.Identifier(stage), columns, columns, sql.Identifier(source.table)))
+
+
+def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, streams: list[_CopyStream],
+          spool: IO[bytes], counts: _Counts, progress: ProgressFn | None, context: tuple[Any, ...]) -> None:
+    validator: BlockValidator | None = None
+    line = header_lines + 1
+    last_bytes = reader.bytes_read
+    while not reader.at_eof:
+        data, eof = reader.next_block()
+        if validator is None:
+            validator = BlockValidator(layout, source, detect_eol(data))
+        result = validator.process(data, line, eof)
+        if result.consumed < len(data):
+            reader.push_back(data[result.consumed:], unfinished=True)
+        line += result.lines
+        if result.valid:
+            payload = b"".join(result.valid)
+            for stream in streams:
+                stream.write(payload)
+        if result.invalid:
+            _spool_invalid(spool, result.invalid, context)
+        counts.loaded += result.valid_rows
+        counts.invalid += len(result.invalid)
+        counts.read = counts.loaded + counts.invalid
+        if progress is not None:
+            progress(reader.bytes_read - last_bytes, result.valid_rows + len(result.invalid))
+            last_bytes = reader.bytes_read
+
+
+def _check_file_rules(source: Source, counts: _Counts) -> None:
+    if counts.read < source.min_rows:
+        raise FileRejected(RejectReason.TOO_FEW_ROWS,
+                           f"{counts.read} data row(s), fewer than min_rows = {source.min_rows}")
+    if counts.read and 100.0 * counts.invalid / counts.read > source.max_invalid_percent:
+        raise FileRejected(
+            RejectReason.TOO_MANY_INVALID,
+            f"{counts.invalid} of {counts.read} rows are invalid ({100.0 * counts.invalid / counts.read:.2f}%), "
+            f"over max_invalid_percent = {source.max_invalid_percent:g}",
+        )
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: object) -> str:
+    if value is None:
+        return "\\N"
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _spool_invalid(spool: IO[bytes], rows: list[InvalidRow], context: tuple[Any, ...]) -> None:
+    prefix = "\t".join(_copy_text(v) for v in context)
+    out = []
+    for row in rows:
+        fields = json.dumps(row.fields, ensure_ascii=False) if row.fields is not None else None
+        errors = json.dumps([e.as_json() for e in row.errors], ensure_ascii=False)
+        out.append("\t".join((prefix, str(row.line_number), str(row.record_number), _copy_text(row.raw),
+                              _copy_text(fields), _copy_text(errors), _copy_text(row.summary))))
+    spool.write(("\n".join(out) + "\n").encode("utf-8"))
+
+
+def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
+    if not spool.tell():
+        return
+    spool.seek(0)
+    statement = sql.SQL("COPY file_invalid_rows ({}) FROM STDIN").format(
+        sql.SQL(", ").join(map(sql.Identifier, INVALID_COLUMNS)))
+    with conn.cursor().copy(statement) as copy:
+        while chunk := spool.read(1 << 20):
+            copy.write(chunk)
+
+
+def _swap(conn: Connection, source: Source, stage: str) -> None:
+    """Replace the agency's partition of customer_rating with the new one: metadata only, milliseconds."""
+    # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
+    conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
+    old = conn.execute(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'customer_rating'::regclass
+             AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%%L)', %s::text)""",
+        (source.name,),
+    ).fetchall()
+    for (name,) in old:
+        conn.execute(sql.SQL("ALTER TABLE customer_rating DETACH PARTITION {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("ALTER TABLE customer_rating ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        sql.Identifier(stage), sql.Literal(source.name)))
+
+
+def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
+                    status: str, counts: _Counts, started: datetime, error: str | None,
+                    error_code: str | None, forced: bool = False, load_id: int | None = None) -> int:
+    row = conn.execute(
+        """INSERT INTO load_history (load_id, source, table_name, file_uri, file_size, sha256, status,
+                                     rows_read, rows_loaded, rows_invalid, error_code, error, forced, started_at)
+           VALUES (COALESCE(%s, nextval(pg_get_serial_sequence('load_history', 'load_id'))),
+                   %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           RETURNING load_id""",
+        (load_id, source.name, source.table, uri, size, sha, status, counts.read,
+         counts.loaded if status == "loaded" else 0, counts.invalid if status == "loaded" else 0,
+         error_code, error, forced, started),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _record(db: Database, source: Source, uri: str, size: int | None, sha: str | None, status: str,
+            counts: _Counts, started: datetime, error: str, error_code: str | None) -> int | None:
+    """Best effort: record a rejected or failed file in the history, in a transaction of its own."""
+    try:
+        conn = db.connection()
+        with conn.transaction():
+            return _insert_history(conn, source, uri, size, sha, status, counts, started, error, error_code)
+    except psycopg.Error as exc:
+        log.warning("could not record the %s load of %s in load_history: %s", status, source.name, exc)
+        db.discard_connection()
+        return None
+
+
+class _CopyStream:
+    """One COPY FROM STDIN fed from a bounded queue by its own thread, so the server parses one block
+    while the client validates the next. The bound keeps memory flat when the server is the slower side."""
+
+    _ABORT = object()
+
+    def __init__(self, conn: Connection, statement: sql.Composed, depth: int = 4) -> None:
+        self._queue: Queue[object] = Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._cursor = conn.cursor()
+        self._statement = statement
+        self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._cursor.copy(self._statement) as copy:
+                while (item := self._queue.get()) is not None:
+                    if item is self._ABORT:
+                        raise _Aborted
+                    assert isinstance(item, bytes)
+                    copy.write(item)
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not None:  # keep draining so the producer never blocks forever
+                pass
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the server; raises the writer's error if the COPY already failed."""
+        if self._error is not None:
+            self._raise()
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Finish the COPY and wait for the server to confirm it."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            self._raise()
+
+    def abort(self) -> None:
+        """Cancel the COPY (the transaction will be rolled back by the caller)."""
+        if self._thread.is_alive():
+            self._queue.put(self._ABORT)
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        assert self._error is not None
+        raise self._error
+
+
+class _Aborted(Exception):
+    pass

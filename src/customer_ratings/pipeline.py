@@ -1,0 +1,77 @@
+"""The library calls the CLI and the Airflow DAGs share: init, load every source, load one source."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config, Settings, Source
+from .db.migrate import ensure_agency_tables
+from .db.server import Database, open_database
+from .discovery import Discovery, discover
+from .errors import CustomerRatingsError, FileRejected, RejectReason
+from .load import LoadResult, ProgressFn, load_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """Every agency's outcome of one load run, plus what the data folder held besides."""
+
+    results: list[LoadResult] = field(default_factory=list)
+    unmatched: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Configured sources with no file in the data folder."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file loaded (or was unchanged), 1 when one was rejected or failed."""
+        return 1 if any(r.status in ("rejected", "failed") for r in self.results) else 0
+
+
+def init_database(settings: Settings, config: Config) -> None:
+    """Create the database, apply the migrations and create every configured agency's table."""
+    with open_database(settings) as db:
+        ensure_agency_tables(db.connection(), config)
+
+
+def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: bool = False,
+                 progress: Callable[[Source, Path], ProgressFn | None] | None = None,
+                 discovery: Discovery | None = None) -> RunSummary:
+    """Load the day's file of every configured source found in ``data_dir``, one after the other.
+
+    A rejected or failed file does not stop the others; its agency keeps its previous data.
+    """
+    found = discovery or discover(config, data_dir)
+    summary = RunSummary(unmatched=found.unmatched)
+    for src in config.sources:
+        path = found.selected.get(src.name)
+        if path is None:
+            summary.missing.append(src.name)
+            continue
+        callback = progress(src, path) if progress else None
+        try:
+            result = load_source(db, src, path, force=force, progress=callback)
+        except CustomerRatingsError as exc:
+            log.error("%s", exc)
+            result = LoadResult(src.name, path, "failed", error=str(exc))
+        summary.results.append(result)
+    return summary
+
+
+def load_agency(db: Database, config: Config, source_name: str, data_dir: Path | str, *,
+                force: bool = False) -> LoadResult:
+    """Load one agency's day's file (what one Airflow task does). Raises FileRejected when it is rejected
+    or when the data folder has no file for it, so that the task fails; the other agencies go on."""
+    source = config.source(source_name)
+    path = discover(config, data_dir).selected.get(source_name)
+    if path is None:
+        raise FileRejected(RejectReason.UNREADABLE,
+                           f"no file matching {source.file_pattern!r} in {data_dir} for {source_name}")
+    result = load_source(db, source, path, force=force)
+    if result.status == "rejected":
+        raise FileRejected(RejectReason.UNREADABLE, result.error or "rejected")
+    return result

@@ -1,0 +1,335 @@
+"""What makes a row valid: blocks of lines -> bytes ready for COPY, plus invalid rows with every failing column.
+
+Two paths give the same answer (see docs/adr/0002-validation.md):
+
+- fast: one RE2 pattern per file checks whole lines of a block at once (pyarrow, vectorized). It accepts only
+  the plainest spelling of a valid row (no quotes, no spaces, no leading zeros, ASCII status) and encodes the
+  INTEGER range in the pattern, so a line it accepts is sent to COPY as its original bytes.
+- slow: every other line is parsed as CSV (quotes, multi-line fields) and checked column by column. It may
+  still be valid (then it is re-written in canonical form) or it becomes an :class:`InvalidRow`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import STATUS_MAX_CHARS, Source
+from .errors import ErrorCode, FileRejected, RejectReason
+from .parse import Header, parse_record
+
+INT_COLUMNS = ("customer_number", "customer_rating", "customer_rating_limit")
+STATUS_COLUMN = "customer_status"
+COLUMNS = (*INT_COLUMNS, STATUS_COLUMN)
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+# Printable ASCII without '"' and ',': needs no CSV quoting and is the same in every ASCII-based encoding.
+_STATUS_CHAR = r"[!#-+\--~]"
+_STATUS_FAST = rf"{_STATUS_CHAR}(?:[ !#-+\--~]{{0,{STATUS_MAX_CHARS - 2}}}{_STATUS_CHAR})?"
+_SHOWN_CHARS = 40
+
+
+def _digits_up_to(bound: str) -> str:
+    """RE2 alternation for decimal numbers 0..bound written without leading zeros."""
+    n = len(bound)
+    alts = ["0", f"[1-9][0-9]{{0,{n - 2}}}"]
+    for i, ch in enumerate(bound):
+        low = 1 if i == 0 else 0
+        if int(ch) > low:
+            rest = f"[0-9]{{{n - i - 1}}}" if i < n - 1 else ""
+            alts.append(f"{bound[:i]}[{low}-{int(ch) - 1}]{rest}")
+    alts.append(bound)
+    return "(?:" + "|".join(alts) + ")"
+
+
+INT_FAST = f"(?:{_digits_up_to(str(INT_MAX))}|-{_digits_up_to(str(-INT_MIN))})"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing column of a row (``column`` is None for row-wide problems)."""
+
+    column: str | None
+    code: ErrorCode
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON object stored in ``file_invalid_rows.errors``."""
+        return {"column": self.column, "code": self.code.value, "message": self.message}
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    """A data record that goes to ``file_invalid_rows``."""
+
+    line_number: int
+    record_number: int
+    raw: str
+    fields: dict[str, Any] | None
+    errors: list[FieldError]
+
+    @property
+    def summary(self) -> str:
+        """The one-line, high-level error for triage."""
+        return "; ".join(e.message for e in self.errors)
+
+
+@dataclass
+class BlockResult:
+    """What one block gave: COPY-ready bytes, invalid rows, and how far it got."""
+
+    valid: list[bytes | memoryview] = field(default_factory=list)
+    valid_rows: int = 0
+    invalid: list[InvalidRow] = field(default_factory=list)
+    lines: int = 0
+    consumed: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a file's columns map onto the table, decided from its header."""
+
+    file_columns: tuple[str | None, ...]
+    """Canonical column per field position; None for an ignored extra column."""
+    header_names: tuple[str, ...]
+
+    @property
+    def copy_columns(self) -> tuple[str, ...]:
+        """The table columns, in the order the COPY stream carries them (the file's order)."""
+        return tuple(c for c in self.file_columns if c is not None)
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether valid lines can go to COPY as they are (no extra columns to drop)."""
+        return None not in self.file_columns
+
+
+def plan_layout(header: Header, source: Source) -> Layout:
+    """Match the header against the required columns (trimmed, case-insensitive, any order)."""
+    lowered = [n.lower() for n in header.names]
+    problems: list[str] = []
+    missing = [c for c in COLUMNS if c not in lowered]
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    dups = sorted({n for n in lowered if lowered.count(n) > 1})
+    if dups:
+        problems.append(f"duplicated column(s) {', '.join(dups)}")
+    unknown = [n for n in header.names if n.lower() not in COLUMNS]
+    if unknown and source.extra_columns == "reject":
+        shown = ", ".join(repr(u[:_SHOWN_CHARS]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        problems.append(f"{len(unknown)} unknown column(s) {shown} (set extra_columns = \"ignore\" to allow)")
+    if problems:
+        raise FileRejected(
+            RejectReason.BAD_HEADER,
+            "header " + "; ".join(problems) + f"; expected {', '.join(COLUMNS)}",
+            header.line_number,
+        )
+    return Layout(
+        file_columns=tuple(n if n in COLUMNS else None for n in lowered),
+        header_names=tuple(header.names),
+    )
+
+
+def _shown(value: str) -> str:
+    value = _printable(value)
+    return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...")
+
+
+def _printable(text: str) -> str:
+    """Text safe for PostgreSQL: undecodable bytes as \\xNN, NUL as \\x00."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
+
+
+class BlockValidator:
+    """Validates line-aligned blocks of one file against one source's rules."""
+
+    def __init__(self, layout: Layout, source: Source, eol: bytes) -> None:
+        self.layout = layout
+        self.source = source
+        self.eol = eol
+        self.records = 0
+        self._allowed = frozenset(source.allowed_status) if source.allowed_status else None
+        self._pattern = self._fast_pattern() if layout.passthrough else None
+
+    def _fast_pattern(self) -> str:
+        status = _STATUS_FAST
+        if self.source.allowed_status:
+            fast_safe = [s for s in self.source.allowed_status if re.fullmatch(_STATUS_FAST, s)]
+            # An allowed value the fast path cannot vouch for still loads, through the slow path.
+            status = "(?:" + "|".join(re.escape(s) for s in fast_safe) + ")" if fast_safe else "(?!)"
+        parts = [status if c == STATUS_COLUMN else INT_FAST for c in self.layout.file_columns]
+        eol = re.escape(self.eol.decode())
+        return f"^{','.join(parts)}(?:{eol})?$"
+
+    def process(self, data: bytes, first_line: int, eof: bool) -> BlockResult:
+        """Validate the complete records of ``data``; ``consumed`` says where an unfinished one starts."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(buf == 10) + 1
+        if eof and data and data[-1] != 10:
+            ends = np.append(ends, len(data))
+        n = len(ends)
+        result = BlockResult()
+        if n == 0:
+            return result
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets[1:] = ends
+        if self._pattern is not None:
+            lines = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+            ok = pc.match_substring_regex(lines, self._pattern).to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(~ok).tolist()
+        else:
+            bad = list(range(n))
+        view = memoryview(data)
+        starts = offsets.tolist()
+        cursor = 0
+        for i in bad:
+            if i < cursor:
+                continue  # a line already taken by a multi-line record
+            if i > cursor:
+                result.valid.append(view[starts[cursor]:starts[i]])
+                result.valid_rows += i - cursor
+                self.records += i - cursor
+            taken = self._slow(data, starts, i, n, first_line, eof, result)
+            if taken == 0:
+                result.lines, result.consumed = i, starts[i]
+                return result
+            cursor = i + taken
+        if cursor < n:
+            result.valid.append(view[starts[cursor]:starts[n]])
+            result.valid_rows += n - cursor
+            self.records += n - cursor
+        result.lines, result.consumed = n, starts[n]
+        return result
+
+    def _slow(self, data: bytes, starts: list[int], i: int, n: int, first_line: int, eof: bool,
+              result: BlockResult) -> int:
+        """Handle the record starting at line ``i``; return lines taken, 0 when it needs the next block."""
+        line = data[starts[i]:starts[i + 1]]
+        if line in (b"\n", b"\r\n", b""):
+            return 1  # an entirely empty line: skipped, not a record
+        if b'"' not in line:
+            raw = line[:-1] if line.endswith(b"\n") else line
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            text, encoding_ok = _decode(raw)
+            fields: list[str] | None = text.split(",")
+            taken, parse_error = 1, None
+        else:
+            exhausted = False
+
+            def decoded_lines() -> Iterator[str]:
+                nonlocal exhausted
+                for j in range(i, n):
+                    yield _decode(data[starts[j]:starts[j + 1]])[0]
+                exhausted = True
+
+            fields, taken, parse_error = parse_record(decoded_lines())
+            if exhausted and not eof:
+                return 0
+            taken = max(taken, 1)
+            raw = data[starts[i]:starts[min(i + taken, n)]]
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            text, encoding_ok = _decode(raw)
+        self.records += 1
+        if parse_error is not None or fields is None:
+            errors = [FieldError(None, ErrorCode.MALFORMED_CSV, parse_error or "malformed CSV")]
+        else:
+            line_out, errors = self.check(fields, encoding_ok)
+            if line_out is not None:
+                result.valid.append(line_out)
+                result.valid_rows += 1
+                return taken
+        result.invalid.append(InvalidRow(
+            line_number=first_line + i,
+            record_number=self.records,
+            raw=_printable(text),
+            fields=self._fields_json(fields),
+            errors=errors,
+        ))
+        return taken
+
+    def check(self, fields: list[str], encoding_ok: bool = True) -> tuple[bytes | None, list[FieldError]]:
+        """Check one parsed record: a canonical COPY line when valid, else every failing column."""
+        columns = self.layout.file_columns
+        if len(fields) != len(columns):
+            return None, [FieldError(
+                None, ErrorCode.WRONG_FIELD_COUNT,
+                f"{len(fields)} field(s) where the header has {len(columns)}",
+            )]
+        errors: list[FieldError] = []
+        out: list[str] = []
+        for column, value in zip(columns, fields, strict=True):
+            if column is None:
+                continue
+            if not encoding_ok and _has_bad_bytes(value):
+                errors.append(FieldError(column, ErrorCode.INVALID_ENCODING,
+                                         f"{column}: bytes that are not valid {self.source.encoding}"))
+                continue
+            value = value.strip(" \t")
+            error = self._check_status(value) if column == STATUS_COLUMN else _check_int(value)
+            if error is not None:
+                errors.append(FieldError(column, error[0], f"{column}: {error[1]}"))
+            elif column == STATUS_COLUMN:
+                out.append('"' + value.replace('"', '""') + '"')
+            else:
+                out.append(str(int(value)))
+        if errors:
+            return None, errors
+        return (",".join(out).encode() + self.eol), []
+
+    def _check_status(self, value: str) -> tuple[ErrorCode, str] | None:
+        if not value:
+            return ErrorCode.MISSING_VALUE, "empty"
+        if "\x00" in value:
+            return ErrorCode.INVALID_CHARACTER, f"{_shown(value)} contains a NUL character"
+        if len(value) > STATUS_MAX_CHARS:
+            return ErrorCode.TOO_LONG, f"{_shown(value)} is {len(value)} characters, over {STATUS_MAX_CHARS}"
+        if self._allowed is not None and value not in self._allowed:
+            return ErrorCode.NOT_ALLOWED, f"{_shown(value)} is not one of {', '.join(sorted(self._allowed))}"
+        return None
+
+    def _fields_json(self, fields: list[str] | None) -> dict[str, Any] | None:
+        if fields is None:
+            return None
+        names = self.layout.header_names
+        shown: dict[str, Any] = {name: _printable(v) for name, v in zip(names, fields, strict=False)}
+        if len(fields) > len(names):
+            shown["_extra_fields"] = [_printable(v) for v in fields[len(names):]]
+        return shown
+
+
+def _check_int(value: str) -> tuple[ErrorCode, str] | None:
+    if not value:
+        return ErrorCode.MISSING_VALUE, "empty"
+    if not _INT_RE.fullmatch(value):
+        return ErrorCode.NOT_AN_INTEGER, f"{_shown(value)} is not an integer"
+    if not INT_MIN <= int(value) <= INT_MAX:
+        return ErrorCode.OUT_OF_RANGE, f"{_shown(value)} is outside the INTEGER range {INT_MIN}..{INT_MAX}"
+    return None
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape"), False
+
+
+def _has_bad_bytes(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def detect_eol(data: bytes) -> bytes:
+    """The line end the COPY stream will use: the one of the first data line (CRLF or LF)."""
+    end = data.find(b"\n")
+    return b"\r\n" if end > 0 and data[end - 1] == 13 else b"\n"
