@@ -259,7 +259,8 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
     while not reader.at_eof:
         data, eof = reader.next_block()
         if validator is None:
-            validator = BlockValidator(layout, source, detect_eol(data))
+            prefix = "\t".join(_copy_text(str(v)) for v in context)
+            validator = BlockValidator(layout, source, detect_eol(data), copy_prefix=prefix)
         result = validator.process(data, line, eof)
         if result.consumed < len(data):
             reader.push_back(data[result.consumed:], unfinished=True)
@@ -270,8 +271,10 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
                 stream.write(payload)
         if result.invalid:
             _spool_invalid(spool, result.invalid, context)
+        for text in result.invalid_copy:
+            spool.write(text)
         counts.loaded += result.valid_rows
-        counts.invalid += len(result.invalid)
+        counts.invalid += len(result.invalid) + result.vector_invalid
         counts.read = counts.loaded + counts.invalid
         if progress is not None:
             progress(reader.bytes_read - last_bytes, result.valid_rows + len(result.invalid))
@@ -290,21 +293,25 @@ def _check_file_rules(source: Source, counts: _Counts) -> None:
         )
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
-def _copy_text(value: object) -> str:
+def _copy_text(value: str | None) -> str:
+    """A value in COPY's text format (most values need no escaping: test before replacing)."""
     if value is None:
         return "\\N"
-    return str(value).translate(_COPY_ESCAPES)
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def _spool_invalid(spool: IO[bytes], rows: list[InvalidRow], context: tuple[Any, ...]) -> None:
-    prefix = "\t".join(_copy_text(v) for v in context)
+    prefix = "\t".join(_copy_text(str(v)) for v in context)
     out = []
+    encode = _JSON.encode
     for row in rows:
-        fields = json.dumps(row.fields, ensure_ascii=False) if row.fields is not None else None
-        errors = json.dumps([e.as_json() for e in row.errors], ensure_ascii=False)
+        fields = encode(row.fields) if row.fields is not None else None
+        errors = encode([e.as_json() for e in row.errors])
         out.append("\t".join((prefix, str(row.line_number), str(row.record_number), _copy_text(row.raw),
                               _copy_text(fields), _copy_text(errors), _copy_text(row.summary))))
     spool.write(("\n".join(out) + "\n").encode("utf-8"))

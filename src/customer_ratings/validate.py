@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from .config import STATUS_MAX_CHARS, Source
 from .errors import ErrorCode, FileRejected, RejectReason
 from .parse import Header, parse_record
+from .vectorized import ELIGIBLE, diagnose
 
 INT_COLUMNS = ("customer_number", "customer_rating", "customer_rating_limit")
 STATUS_COLUMN = "customer_status"
@@ -52,7 +53,7 @@ def _digits_up_to(bound: str) -> str:
 INT_FAST = f"(?:{_digits_up_to(str(INT_MAX))}|-{_digits_up_to(str(-INT_MIN))})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FieldError:
     """One failing column of a row (``column`` is None for row-wide problems)."""
 
@@ -65,7 +66,7 @@ class FieldError:
         return {"column": self.column, "code": self.code.value, "message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InvalidRow:
     """A data record that goes to ``file_invalid_rows``."""
 
@@ -88,6 +89,9 @@ class BlockResult:
     valid: list[bytes | memoryview] = field(default_factory=list)
     valid_rows: int = 0
     invalid: list[InvalidRow] = field(default_factory=list)
+    invalid_copy: list[bytes] = field(default_factory=list)
+    """``file_invalid_rows`` COPY text of the invalid rows diagnosed column-wise."""
+    vector_invalid: int = 0
     lines: int = 0
     consumed: int = 0
 
@@ -138,8 +142,9 @@ def plan_layout(header: Header, source: Source) -> Layout:
 
 
 def _shown(value: str) -> str:
+    """The value as messages show it: quoted, cut at 40 characters (as vectorized._shown)."""
     value = _printable(value)
-    return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...")
+    return "'" + (value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...") + "'"
 
 
 def _printable(text: str) -> str:
@@ -153,8 +158,10 @@ def _printable(text: str) -> str:
 class BlockValidator:
     """Validates line-aligned blocks of one file against one source's rules."""
 
-    def __init__(self, layout: Layout, source: Source, eol: bytes) -> None:
+    def __init__(self, layout: Layout, source: Source, eol: bytes, copy_prefix: str | None = None) -> None:
+        """``copy_prefix`` (the leading COPY text columns of file_invalid_rows) enables column-wise diagnosis."""
         self.layout = layout
+        self.copy_prefix = copy_prefix
         self.source = source
         self.eol = eol
         self.records = 0
@@ -183,12 +190,65 @@ class BlockValidator:
             return result
         offsets = np.zeros(n + 1, dtype=np.int64)
         offsets[1:] = ends
-        if self._pattern is not None:
-            lines = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-            ok = pc.match_substring_regex(lines, self._pattern).to_numpy(zero_copy_only=False)
-            bad = np.flatnonzero(~ok).tolist()
-        else:
-            bad = list(range(n))
+        if self._pattern is None:
+            return self._process_rows(data, offsets, list(range(n)), first_line, eof, result)
+        lines = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        ok = pc.match_substring_regex(lines, self._pattern).to_numpy(zero_copy_only=False)
+        if ok.all():
+            result.valid.append(data[: offsets[n]])
+            result.valid_rows = n
+            self.records += n
+            result.lines, result.consumed = n, int(offsets[n])
+            return result
+        if b'"' in data:  # records may span lines: go row by row in file order
+            return self._process_rows(data, offsets, np.flatnonzero(~ok).tolist(), first_line, eof, result)
+        return self._process_plain(data, buf, lines, ok, offsets, first_line, result)
+
+    def _process_plain(self, data: bytes, buf: np.ndarray, lines: pa.Array, ok: np.ndarray, offsets: np.ndarray,
+                       first_line: int, result: BlockResult) -> BlockResult:
+        """A block without quotes: one record per line, so everything can be done column-wise.
+
+        The lines the pattern accepted go to COPY as one slice of bytes (row order does not matter to a
+        table); the others are diagnosed vectorized, and only the few that need it one by one.
+        """
+        n = len(ok)
+        lengths = np.diff(offsets)
+        good = buf[np.repeat(ok, lengths)].tobytes()
+        if good and good[-1] != 10:
+            good += self.eol  # the file's last line had no line end, and more lines may follow it
+        result.valid.append(good)
+        result.valid_rows = int(ok.sum())
+        bad = np.flatnonzero(~ok)
+        first = buf[offsets[bad]]
+        blank = ((lengths[bad] == 1) & (first == 10)) | (
+            (lengths[bad] == 2) & (first == 13) & (buf[np.minimum(offsets[bad] + 1, len(buf) - 1)] == 10))
+        is_record = np.ones(n, dtype=np.int64)
+        is_record[bad[blank]] = 0
+        record_numbers = self.records + np.cumsum(is_record)
+        self.records = int(record_numbers[-1])
+        one_by_one = bad[~blank]
+        if one_by_one.size and self.copy_prefix is not None:
+            candidates = lines.take(pa.array(one_by_one))
+            eligible = pc.match_substring_regex(candidates, ELIGIBLE).to_numpy(zero_copy_only=False)
+            plain = one_by_one[eligible]
+            if plain.size:
+                found = diagnose(candidates.filter(pa.array(eligible)), first_line + plain, record_numbers[plain],
+                                 self.layout.file_columns, self.layout.header_names, self._allowed,
+                                 self.copy_prefix)
+                result.invalid_copy.append(found.copy_text)
+                result.vector_invalid += int(found.invalid.sum())
+                one_by_one = np.sort(np.concatenate([one_by_one[~eligible], plain[~found.invalid]]))
+        for i in one_by_one.tolist():
+            raw = _strip_eol(data[offsets[i]:offsets[i + 1]])
+            text, encoding_ok = _decode(raw)
+            self._finish(text.split(","), None, text, encoding_ok, first_line + i, int(record_numbers[i]), result)
+        result.lines, result.consumed = n, int(offsets[n])
+        return result
+
+    def _process_rows(self, data: bytes, offsets: np.ndarray, bad: list[int], first_line: int, eof: bool,
+                      result: BlockResult) -> BlockResult:
+        """Row by row, in file order, for blocks with quotes (records may span lines)."""
+        n = len(offsets) - 1
         view = memoryview(data)
         starts = offsets.tolist()
         cursor = 0
@@ -199,7 +259,7 @@ class BlockValidator:
                 result.valid.append(view[starts[cursor]:starts[i]])
                 result.valid_rows += i - cursor
                 self.records += i - cursor
-            taken = self._slow(data, starts, i, n, first_line, eof, result)
+            taken = self._record_at(data, starts, i, n, first_line, eof, result)
             if taken == 0:
                 result.lines, result.consumed = i, starts[i]
                 return result
@@ -211,16 +271,14 @@ class BlockValidator:
         result.lines, result.consumed = n, starts[n]
         return result
 
-    def _slow(self, data: bytes, starts: list[int], i: int, n: int, first_line: int, eof: bool,
-              result: BlockResult) -> int:
+    def _record_at(self, data: bytes, starts: list[int], i: int, n: int, first_line: int, eof: bool,
+                   result: BlockResult) -> int:
         """Handle the record starting at line ``i``; return lines taken, 0 when it needs the next block."""
         line = data[starts[i]:starts[i + 1]]
         if line in (b"\n", b"\r\n", b""):
             return 1  # an entirely empty line: skipped, not a record
         if b'"' not in line:
-            raw = line[:-1] if line.endswith(b"\n") else line
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            text, encoding_ok = _decode(raw)
+            text, encoding_ok = _decode(_strip_eol(line))
             fields: list[str] | None = text.split(",")
             taken, parse_error = 1, None
         else:
@@ -236,11 +294,14 @@ class BlockValidator:
             if exhausted and not eof:
                 return 0
             taken = max(taken, 1)
-            raw = data[starts[i]:starts[min(i + taken, n)]]
-            raw = raw[:-1] if raw.endswith(b"\n") else raw
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            text, encoding_ok = _decode(raw)
+            text, encoding_ok = _decode(_strip_eol(data[starts[i]:starts[min(i + taken, n)]]))
         self.records += 1
+        self._finish(fields, parse_error, text, encoding_ok, first_line + i, self.records, result)
+        return taken
+
+    def _finish(self, fields: list[str] | None, parse_error: str | None, text: str, encoding_ok: bool,
+                line_number: int, record_number: int, result: BlockResult) -> None:
+        """Check a parsed record and add it to the result as a COPY line or an invalid row."""
         if parse_error is not None or fields is None:
             errors = [FieldError(None, ErrorCode.MALFORMED_CSV, parse_error or "malformed CSV")]
         else:
@@ -248,15 +309,9 @@ class BlockValidator:
             if line_out is not None:
                 result.valid.append(line_out)
                 result.valid_rows += 1
-                return taken
-        result.invalid.append(InvalidRow(
-            line_number=first_line + i,
-            record_number=self.records,
-            raw=_printable(text),
-            fields=self._fields_json(fields),
-            errors=errors,
-        ))
-        return taken
+                return
+        result.invalid.append(InvalidRow(line_number, record_number, _printable(text), self._fields_json(fields),
+                                         errors))
 
     def check(self, fields: list[str], encoding_ok: bool = True) -> tuple[bytes | None, list[FieldError]]:
         """Check one parsed record: a canonical COPY line when valid, else every failing column."""
@@ -289,7 +344,7 @@ class BlockValidator:
 
     def _check_status(self, value: str) -> tuple[ErrorCode, str] | None:
         if not value:
-            return ErrorCode.MISSING_VALUE, "empty"
+            return ErrorCode.MISSING_VALUE, "missing value"
         if "\x00" in value:
             return ErrorCode.INVALID_CHARACTER, f"{_shown(value)} contains a NUL character"
         if len(value) > STATUS_MAX_CHARS:
@@ -310,12 +365,18 @@ class BlockValidator:
 
 def _check_int(value: str) -> tuple[ErrorCode, str] | None:
     if not value:
-        return ErrorCode.MISSING_VALUE, "empty"
+        return ErrorCode.MISSING_VALUE, "missing value"
     if not _INT_RE.fullmatch(value):
         return ErrorCode.NOT_AN_INTEGER, f"{_shown(value)} is not an integer"
     if not INT_MIN <= int(value) <= INT_MAX:
         return ErrorCode.OUT_OF_RANGE, f"{_shown(value)} is outside the INTEGER range {INT_MIN}..{INT_MAX}"
     return None
+
+
+def _strip_eol(line: bytes) -> bytes:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    return line[:-1] if line.endswith(b"\r") else line
 
 
 def _decode(raw: bytes) -> tuple[str, bool]:
