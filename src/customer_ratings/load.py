@@ -137,7 +137,9 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         stage = f"customer_rating__{load_id}"
         reader = BlockReader(fh, source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
+            t0 = time.perf_counter()
             _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress)
+            t1 = time.perf_counter()
             sha = reader.sha256.hexdigest()
             if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
                 raise FileRejected(
@@ -147,6 +149,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                 )
             _check_file_rules(source, counts)
             _copy_invalid(conn, spool)
+            t2 = time.perf_counter()
         _swap(conn, source, stage)
         _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
                         load_id=load_id)
@@ -156,6 +159,8 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id, partition = EXCLUDED.partition""",
             (source.name, source.table, load_id, stage),
         )
+    log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s", source.name, t1 - t0, t2 - t1,
+             time.perf_counter() - t2)
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha)
 

@@ -228,11 +228,14 @@ class BlockValidator:
         self.records = int(record_numbers[-1])
         one_by_one = bad[~blank]
         if one_by_one.size and self.copy_prefix is not None:
-            candidates = lines.take(pa.array(one_by_one))
-            eligible = pc.match_substring_regex(candidates, ELIGIBLE).to_numpy(zero_copy_only=False)
+            eligible = pc.match_substring_regex(lines.take(pa.array(one_by_one)), ELIGIBLE).to_numpy(
+                zero_copy_only=False)
             plain = one_by_one[eligible]
             if plain.size:
-                found = diagnose(candidates.filter(pa.array(eligible)), first_line + plain, record_numbers[plain],
+                ends = offsets[plain + 1]
+                ends = ends - (buf[ends - 1] == 10)
+                ends = ends - ((ends > offsets[plain]) & (buf[np.maximum(ends - 1, 0)] == 13))
+                found = diagnose(buf, offsets[plain], ends, first_line + plain, record_numbers[plain],
                                  self.layout.file_columns, self.layout.header_names, self._allowed,
                                  self.copy_prefix)
                 result.invalid_copy.append(found.copy_text)

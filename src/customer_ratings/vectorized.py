@@ -1,9 +1,12 @@
 """Vectorized diagnosis of invalid lines: the same rules and messages as ``validate.BlockValidator.check``,
 computed column-wise with pyarrow for a whole block at once, straight into ``file_invalid_rows`` COPY text.
 
-Only plain lines come here: printable ASCII without quotes or tabs, one record per line. A line this finds
-no error in (a valid row in an unusual spelling such as `` 007``) and every other line go to the per-row
-path, which has the last word. ``tests/test_vectorized.py`` checks that both paths agree, row for row.
+Only plain lines come here: printable ASCII without quotes or tabs, one record per line. The checks are
+boolean masks turned into one small error code per column; rows are then grouped by their combination of
+codes (their "signature": a block has a handful), and each group's COPY lines are built by one string
+concatenation over the group's rows with a template for that signature. A line with no error (a valid row
+in an unusual spelling such as `` 007``) goes back to the per-row path, which has the last word.
+``tests/test_vectorized.py`` checks that both paths agree, row for row.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ from .errors import ErrorCode
 
 ELIGIBLE = r"^[ !#-~]*(?:\r?\n)?$"
 SHOWN_CHARS = 40
-INT_MAX_DIGITS = "2147483647"
-INT_MIN_DIGITS = "2147483648"
+INT_RANGE = "-2147483648..2147483647"
+
+# Per-column codes, small ints so that a row's signature is one number.
+OK, MISSING, NOT_INT, OUT_OF_RANGE, TOO_LONG, NOT_ALLOWED = range(6)
+_CODES = {MISSING: ErrorCode.MISSING_VALUE, NOT_INT: ErrorCode.NOT_AN_INTEGER,
+          OUT_OF_RANGE: ErrorCode.OUT_OF_RANGE, TOO_LONG: ErrorCode.TOO_LONG, NOT_ALLOWED: ErrorCode.NOT_ALLOWED}
 
 
 @dataclass(frozen=True)
@@ -33,146 +40,224 @@ class Diagnosis:
     invalid: np.ndarray
 
 
-@lru_cache(maxsize=256)
-def _s(value: object) -> pa.Scalar:
-    """A cached Arrow scalar. Passing Python literals to pyarrow.compute costs ~150 us per call (it tries an
-    optional import each time), which dominated blocks with many invalid rows."""
-    if value is None:
-        return pa.scalar(None, pa.string())
-    return pa.scalar(value)
+@lru_cache(maxsize=1024)
+def _s(value: str) -> pa.Scalar:
+    """A cached Arrow string scalar. Python literals passed to pyarrow.compute cost ~150 us per call (an
+    optional import is tried each time), which dominated blocks with many invalid rows."""
+    return pa.scalar(value, pa.string())
 
 
-def _lit(part: pa.Array | str | None) -> pa.Array | pa.Scalar:
-    return _s(part) if isinstance(part, str) or part is None else part
+def _concat(parts: list[pa.Array | str]) -> pa.Array:
+    """Element-wise concatenation of arrays and literal strings."""
+    merged: list[pa.Array | pa.Scalar] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], pa.Scalar):
+            merged[-1] = _s(merged[-1].as_py() + part)
+        else:
+            merged.append(_s(part) if isinstance(part, str) else part)
+    if len(merged) == 1:
+        merged.append(_s(""))
+    return pc.binary_join_element_wise(*merged, _s(""))
 
 
-def _join(*parts: pa.Array | str, sep: str = "") -> pa.Array:
-    """Element-wise concatenation; null if any part is null."""
-    return pc.binary_join_element_wise(*map(_lit, parts), _s(sep))
+def _escaped(values: pa.Array, times: int, backslashes: bool = True) -> pa.Array:
+    """Backslashes doubled ``times`` times (once for JSON and/or once for COPY text)."""
+    if times and backslashes and (pc.max(pc.count_substring(values, "\\")).as_py() or 0) > 0:
+        return pc.replace_substring(values, "\\", "\\" * (2**times))
+    return values
 
 
-def _join_present(parts: list[pa.Array], sep: str) -> pa.Array:
-    """Element-wise join of the non-null parts ('' when none). Written out because pyarrow 26's
-    ``null_handling="skip"`` drops the rows where every part is null."""
-    acc = parts[0]
-    for part in parts[1:]:
-        acc = pc.if_else(pc.is_null(acc), part, pc.if_else(pc.is_null(part), acc, _join(acc, sep, part)))
-    return acc.fill_null("")
+@dataclass
+class _Column:
+    name: str | None
+    header: str
+    value: pa.Array
+    code: np.ndarray
+    length: pa.Array | None = None
+    allowed: tuple[str, ...] = ()
+
+    def shown(self, times: int, backslashes: bool) -> pa.Array:
+        """The trimmed value as messages show it, quoted and cut at 40 characters, escaped."""
+        value = self.value
+        if (pc.max(pc.utf8_length(value)).as_py() or 0) > SHOWN_CHARS:
+            long = pc.greater(pc.utf8_length(value), pa.scalar(SHOWN_CHARS, pa.int32()))
+            value = pc.if_else(long, pc.binary_join_element_wise(
+                pc.utf8_slice_codeunits(value, 0, SHOWN_CHARS), _s("..."), _s("")), value)
+        return _escaped(value, times, backslashes)
 
 
-def _json_string(values: pa.Array) -> pa.Array:
-    """JSON string literals of ASCII values without quotes or control characters (only ``\\`` to escape)."""
-    return _join('"', pc.replace_substring(values, "\\", "\\\\"), '"')
-
-
-def _copy_escape(values: pa.Array) -> pa.Array:
-    return pc.replace_substring(values, "\\", "\\\\")
-
-
-def _shown(values: pa.Array) -> pa.Array:
-    """The value as messages show it: quoted, cut at 40 characters."""
-    cut = pc.if_else(pc.greater(pc.utf8_length(values), _s(SHOWN_CHARS)),
-                     _join(pc.utf8_slice_codeunits(values, 0, SHOWN_CHARS), "..."), values)
-    return _join("'", cut, "'")
-
-
-def _error_json(column: str | None, code: pa.Array, message: pa.Array) -> pa.Array:
-    head = '{"column": ' + (json.dumps(column) if column else "null") + ', "code": "'
-    return _join(head, code, '", "message": ', _json_string(message), "}")
-
-
-def diagnose(lines: pa.Array, line_numbers: np.ndarray, record_numbers: np.ndarray,
-             file_columns: tuple[str | None, ...], header_names: tuple[str, ...],
+def diagnose(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, line_numbers: np.ndarray,
+             record_numbers: np.ndarray, file_columns: tuple[str | None, ...], header_names: tuple[str, ...],
              allowed: frozenset[str] | None, copy_prefix: str) -> Diagnosis:
-    """Check ``lines`` (binary, each one whole line with its line end) column by column."""
+    """Check the lines ``buf[starts[i]:ends[i]]`` (line ends excluded) column by column."""
     ncols = len(file_columns)
-    raw = pc.replace_substring_regex(lines.cast(pa.string()), r"\r?\n$", "")
-    nfields = pc.add(pc.count_substring(raw, ","), _s(1))
-    wrong = pc.not_equal(nfields, _s(ncols))
-    parts = pc.split_pattern(_join(raw, "," * ncols), ",")
-    messages: list[pa.Array] = []
-    errors_json: list[pa.Array] = []
-    fields_json: list[pa.Array] = []
-    for j, (column, name) in enumerate(zip(file_columns, header_names, strict=True)):
-        value = pc.list_element(parts, j)
-        present = pc.less(_s(j), nfields.cast(pa.int64()))
-        fields_json.append(pc.if_else(present, _join(json.dumps(name) + ": ", _json_string(value)), _s(None)))
-        if column is None:
+    commas = np.flatnonzero(buf == 44)
+    first = np.searchsorted(commas, starts)
+    nfields = np.searchsorted(commas, ends) - first + 1
+    wrong = nfields != ncols
+    raw = _gather(buf, starts, ends)
+    untrimmed = [_gather(buf, *_field_bounds(commas, first, nfields, starts, ends, j)) for j in range(ncols)]
+    columns: list[_Column] = []
+    for name, header, value in zip(file_columns, header_names, untrimmed, strict=True):
+        if name is None:
             continue
         trimmed = pc.utf8_trim(value, " ")
-        code, message = _check_status(trimmed, allowed) if column == "customer_status" else _check_int(trimmed)
-        code = pc.if_else(wrong, _s(None), code)
-        messages.append(pc.if_else(pc.is_null(code), _s(None), _join(f"{column}: ", message)))
-        errors_json.append(_error_json(column, code, messages[-1]))
-    extras = pc.replace_substring_regex(raw, f"^(?:[^,]*,){{{ncols}}}", "")
-    extras_json = _join('"_extra_fields": ["',
-                        pc.replace_substring(pc.replace_substring(extras, "\\", "\\\\"), ",", '", "'), '"]')
-    fields_json.append(pc.if_else(pc.greater(nfields, _s(ncols)), extras_json, _s(None)))
-    wrong_message = _join(nfields.cast(pa.string()), f" field(s) where the header has {ncols}")
-    summary = pc.if_else(wrong, wrong_message, _join_present(messages, "; "))
-    errors = pc.if_else(
-        wrong,
-        _error_json(None, _s(ErrorCode.WRONG_FIELD_COUNT.value), wrong_message),
-        _join("[", _join_present(errors_json, ", "), "]"),
-    )
-    errors = pc.if_else(wrong, _join("[", errors, "]"), errors)
-    invalid = pc.not_equal(summary, _s(""))
-    copy_lines = _join(
-        copy_prefix,
-        pa.array(line_numbers).cast(pa.string()),
-        pa.array(record_numbers).cast(pa.string()),
-        _copy_escape(raw),
-        _copy_escape(_join("{", _join_present(fields_json, ", "), "}")),
-        _copy_escape(errors),
-        _join(_copy_escape(summary), "\n"),
-        sep="\t",
-    ).filter(invalid)
-    mask = invalid.to_numpy(zero_copy_only=False)
-    if len(copy_lines) == 0:
-        return Diagnosis(b"", mask)
-    offsets = np.frombuffer(copy_lines.buffers()[1], dtype=np.int32)
-    start, stop = offsets[copy_lines.offset], offsets[copy_lines.offset + len(copy_lines)]
-    return Diagnosis(memoryview(copy_lines.buffers()[2])[start:stop].tobytes(), mask)
+        if name == "customer_status":
+            column = _status_column(name, header, trimmed, allowed)
+        else:
+            column = _int_column(name, header, trimmed)
+        column.code[wrong] = OK
+        columns.append(column)
+    signature = np.zeros(len(starts), dtype=np.int64)
+    for column in columns:
+        signature = signature * 8 + column.code
+    # Wrong field counts: grouped by their field count, since their fields JSON depends on it.
+    signature = np.where(wrong, -nfields, signature)
+    invalid = signature != 0
+    extras = _gather(buf, np.where(nfields > ncols, commas[np.minimum(first + ncols - 1, len(commas) - 1)] + 1, ends)
+                     if len(commas) else ends, ends)
+    backslashes = bool((buf == 92).any())
+    context = _Context(copy_prefix, raw, untrimmed, extras, header_names, line_numbers, record_numbers, ncols,
+                       backslashes)
+    out = [_group_lines(context, columns, int(sig), np.flatnonzero(signature == sig))
+           for sig in np.unique(signature[invalid])]
+    return Diagnosis(b"".join(out), invalid)
 
 
-def _check_int(value: pa.Array) -> tuple[pa.Array, pa.Array]:
-    empty = pc.equal(value, _s(""))
-    is_int = pc.match_substring_regex(value, r"^[+-]?[0-9]+$")
-    digits = pc.replace_substring_regex(value, r"^[+-]?0*", "")
-    ndigits = pc.utf8_length(digits)
-    bound = pc.if_else(pc.starts_with(value, "-"), _s(INT_MIN_DIGITS), _s(INT_MAX_DIGITS))
-    in_range = pc.or_(pc.less(ndigits, _s(10)), pc.and_(pc.equal(ndigits, _s(10)), pc.less_equal(digits, bound)))
-    shown = _shown(value)
-    code = pc.case_when(
-        pc.make_struct(empty, pc.invert(is_int), pc.invert(in_range)),
-        _s(ErrorCode.MISSING_VALUE.value), _s(ErrorCode.NOT_AN_INTEGER.value), _s(ErrorCode.OUT_OF_RANGE.value),
-    )
-    message = pc.case_when(
-        pc.make_struct(empty, pc.invert(is_int)),
-        _s("missing value"),
-        _join(shown, " is not an integer"),
-        _join(shown, " is outside the INTEGER range -2147483648..2147483647"),
-    )
-    return code, message
+def _field_bounds(commas: np.ndarray, first: np.ndarray, nfields: np.ndarray, starts: np.ndarray,
+                  ends: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of field ``j`` of every line (empty where a line has fewer fields)."""
+    if len(commas) == 0:
+        present = np.zeros(len(starts), dtype=bool) if j else np.ones(len(starts), dtype=bool)
+        return np.where(present, starts, 0), np.where(present, ends, 0)
+    last = len(commas) - 1
+    lo = starts if j == 0 else commas[np.minimum(first + j - 1, last)] + 1
+    hi = np.where(j < nfields - 1, commas[np.minimum(first + j, last)], ends)
+    present = j < nfields
+    return np.where(present, lo, 0), np.where(present, hi, 0)
 
 
-def _check_status(value: pa.Array, allowed: frozenset[str] | None) -> tuple[pa.Array, pa.Array]:
-    empty = pc.equal(value, _s(""))
-    length = pc.utf8_length(value)
-    too_long = pc.greater(length, _s(STATUS_MAX_CHARS))
-    if allowed is None:
-        not_allowed = pa.array(np.zeros(len(value), dtype=bool))
+def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """A string array of ``buf[starts[i]:ends[i]]``, gathered with numpy (no per-row Python)."""
+    lengths = (ends - starts).astype(np.int32)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    if total:
+        data = buf[np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1] - starts, lengths)]
     else:
-        not_allowed = pc.invert(pc.is_in(value, value_set=pa.array(sorted(allowed))))
-    shown = _shown(value)
-    code = pc.case_when(
-        pc.make_struct(empty, too_long, not_allowed),
-        _s(ErrorCode.MISSING_VALUE.value), _s(ErrorCode.TOO_LONG.value), _s(ErrorCode.NOT_ALLOWED.value),
-    )
-    message = pc.case_when(
-        pc.make_struct(empty, too_long),
-        _s("missing value"),
-        _join(shown, " is ", length.cast(pa.string()), f" characters, over {STATUS_MAX_CHARS}"),
-        _join(shown, " is not one of " + ", ".join(sorted(allowed or ()))),
-    )
-    return code, message
+        data = np.zeros(0, dtype=np.uint8)
+    return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _int_column(name: str, header: str, value: pa.Array) -> _Column:
+    empty = pc.equal(value, _s("")).to_numpy(zero_copy_only=False)
+    is_int = pc.match_substring_regex(value, r"^[+-]?[0-9]+$").to_numpy(zero_copy_only=False)
+    digits = pc.utf8_ltrim(pc.utf8_ltrim(value, "+-"), "0")
+    ndigits = pc.utf8_length(digits).to_numpy(zero_copy_only=False)
+    negative = pc.starts_with(value, "-").to_numpy(zero_copy_only=False)
+    ten = ndigits == 10
+    # Ten digits: compare as text with the bound (same length, so text order is number order).
+    over_max = pc.greater(digits, _s("2147483647")).to_numpy(zero_copy_only=False)
+    over_min = pc.greater(digits, _s("2147483648")).to_numpy(zero_copy_only=False)
+    out_of_range = (ndigits > 10) | (ten & np.where(negative, over_min, over_max))
+    code = np.select([empty, ~is_int, out_of_range], [MISSING, NOT_INT, OUT_OF_RANGE], OK).astype(np.int64)
+    return _Column(name, header, value, code)
+
+
+def _status_column(name: str, header: str, value: pa.Array, allowed: frozenset[str] | None) -> _Column:
+    length = pc.utf8_length(value)
+    n = length.to_numpy(zero_copy_only=False)
+    conditions = [n == 0, n > STATUS_MAX_CHARS]
+    if allowed is not None:
+        conditions.append(~pc.is_in(value, value_set=pa.array(sorted(allowed))).to_numpy(zero_copy_only=False))
+    code = np.select(conditions, [MISSING, TOO_LONG, NOT_ALLOWED][: len(conditions)], OK).astype(np.int64)
+    return _Column(name, header, value, code, length=length.cast(pa.string()), allowed=tuple(sorted(allowed or ())))
+
+
+@dataclass(frozen=True)
+class _Context:
+    copy_prefix: str
+    raw: pa.Array
+    untrimmed: list[pa.Array]
+    extras: pa.Array
+    header_names: tuple[str, ...]
+    line_numbers: np.ndarray
+    record_numbers: np.ndarray
+    ncols: int
+    backslashes: bool
+
+
+def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np.ndarray) -> bytes:
+    """The COPY text of every row in ``rows``, which share ``signature``."""
+    take = pa.array(rows)
+    parts: list[object] = [
+        ctx.copy_prefix + "\t", pa.array(ctx.line_numbers[rows]).cast(pa.string()), "\t",
+        pa.array(ctx.record_numbers[rows]).cast(pa.string()), "\t",
+        _escaped(ctx.raw.take(take), 1, ctx.backslashes), "\t{",
+    ]
+    nfields = -signature if signature < 0 else ctx.ncols
+    for j, header in enumerate(ctx.header_names[: min(nfields, ctx.ncols)]):
+        value = _escaped(ctx.untrimmed[j].take(take), 2, ctx.backslashes)
+        parts += [", " if j else "", json.dumps(header) + ': "', value, '"']
+    if nfields > ctx.ncols:
+        extras = _escaped(ctx.extras.take(take), 2, ctx.backslashes)
+        parts += [', "_extra_fields": ["', pc.replace_substring(extras, ",", '", "'), '"]']
+    parts.append("}\t[")
+    if signature < 0:
+        message = f"{nfields} field(s) where the header has {ctx.ncols}"
+        parts += ['{"column": null, "code": "wrong_field_count", "message": "', message, '"}]\t', message, "\n"]
+        return _bytes(_concat([_resolve(p, {}, ctx.backslashes) for p in parts]))
+    failing = [(c, int(c.code[rows[0]])) for c in columns if c.code[rows[0]] != OK]
+    for k, (column, code) in enumerate(failing):
+        parts += [", " if k else "", f'{{"column": {json.dumps(column.name)}, "code": "{_CODES[code].value}", '
+                  f'"message": "', *_message(column, code, 2), '"}']
+    parts.append("]\t")
+    for k, (column, code) in enumerate(failing):
+        parts += ["; " if k else "", *_message(column, code, 1)]
+    parts.append("\n")
+    taken = [_Column(c.name, c.header, c.value.take(take), c.code[rows],
+                     c.length.take(take) if c.length is not None else None, c.allowed) for c in columns]
+    by_name = {c.name: c for c in taken}
+    return _bytes(_concat([_resolve(p, by_name, ctx.backslashes) for p in parts]))
+
+
+class _Shown:
+    """Placeholder in a template for a column's shown value, filled in once the group's rows are taken."""
+
+    def __init__(self, column: str | None, times: int, length: bool = False) -> None:
+        self.column, self.times, self.length = column, times, length
+
+
+def _message(column: _Column, code: int, times: int) -> list[object]:
+    head = f"{column.name}: "
+    if code == MISSING:
+        return [head + "missing value"]
+    shown: list[object] = [head + "'", _Shown(column.name, times), "'"]
+    if code == NOT_INT:
+        return [*shown, " is not an integer"]
+    if code == OUT_OF_RANGE:
+        return [*shown, f" is outside the INTEGER range {INT_RANGE}"]
+    if code == TOO_LONG:
+        return [*shown, " is ", _Shown(column.name, 0, length=True), f" characters, over {STATUS_MAX_CHARS}"]
+    return [*shown, " is not one of " + ", ".join(column.allowed)]
+
+
+def _resolve(part: object, columns: dict[str | None, _Column], backslashes: bool) -> pa.Array | str:
+    if isinstance(part, _Shown):
+        column = columns[part.column]
+        if part.length:
+            assert column.length is not None
+            return column.length
+        return column.shown(part.times, backslashes)
+    assert isinstance(part, pa.Array | str)
+    return part
+
+
+def _bytes(text: pa.Array) -> bytes:
+    """The concatenated values of a freshly built string array (its data buffer, between its offsets)."""
+    if len(text) == 0:
+        return b""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
+    start, stop = offsets[text.offset], offsets[text.offset + len(text)]
+    return memoryview(text.buffers()[2])[start:stop].tobytes()
