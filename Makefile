@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-airflow lint bench clean
 
 $(BIN)/customer-ratings: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(BIN)/customer-ratings
 
 test: $(BIN)/customer-ratings
 	$(BIN)/pytest
+
+test-airflow: $(BIN)/customer-ratings
+	$(BIN)/pip install --quiet -e '.[airflow]' -c constraints/airflow-3.3-py3.11.txt
+	$(BIN)/pytest tests/airflow
 
 lint: $(BIN)/customer-ratings
 	$(BIN)/ruff check src tests dags bench

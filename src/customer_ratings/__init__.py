@@ -16,7 +16,7 @@ from .errors import (
     TransientDatabaseError,
 )
 from .load import LoadResult, load_source
-from .pipeline import RunSummary, init_database, load_agency, load_sources
+from .pipeline import RunSummary, init_database, load_sources
 from .report import report_name, write_report
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "TransientDatabaseError",
     "discover",
     "init_database",
-    "load_agency",
     "load_config",
     "load_source",
     "load_sources",

@@ -62,6 +62,8 @@ class LoadResult:
     file_size: int | None = None
     sha256: str | None = None
     seconds: float = 0.0
+    reason: str | None = None
+    """For a rejected file, the RejectReason value (e.g. ``file_changed``: worth retrying later)."""
 
 
 @dataclass
@@ -93,7 +95,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         message = f"{path.name}{where}: {exc}"
         load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
-                          seconds=time.perf_counter() - clock)
+                          seconds=time.perf_counter() - clock, reason=exc.reason.value)
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

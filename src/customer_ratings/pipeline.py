@@ -1,4 +1,4 @@
-"""The library calls the CLI and the Airflow DAGs share: init, load every source, load one source."""
+"""The library calls the CLI and the Airflow DAGs share: init, and load every source of a data folder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .config import Config, Settings, Source
 from .db.migrate import ensure_agency_tables
 from .db.server import Database, open_database
 from .discovery import Discovery, discover
-from .errors import CustomerRatingsError, FileRejected, RejectReason
+from .errors import CustomerRatingsError
 from .load import LoadResult, ProgressFn, load_source
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,3 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
             result = LoadResult(src.name, path, "failed", error=str(exc))
         summary.results.append(result)
     return summary
-
-
-def load_agency(db: Database, config: Config, source_name: str, data_dir: Path | str, *,
-                force: bool = False) -> LoadResult:
-    """Load one agency's day's file (what one Airflow task does). Raises FileRejected when it is rejected
-    or when the data folder has no file for it, so that the task fails; the other agencies go on."""
-    source = config.source(source_name)
-    path = discover(config, data_dir).selected.get(source_name)
-    if path is None:
-        raise FileRejected(RejectReason.UNREADABLE,
-                           f"no file matching {source.file_pattern!r} in {data_dir} for {source_name}")
-    result = load_source(db, source, path, force=force)
-    if result.status == "rejected":
-        raise FileRejected(RejectReason.UNREADABLE, result.error or "rejected")
-    return result

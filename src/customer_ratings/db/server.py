@@ -93,7 +93,8 @@ def ensure_database(url: str, deadline: float = CONNECT_DEADLINE_S) -> None:
     with connect(admin, deadline) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return
-        with suppress(psycopg.errors.DuplicateDatabase):  # another run created it first
+        # Another run created it first: PostgreSQL says so with either error, depending on the timing.
+        with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
