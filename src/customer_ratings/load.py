@@ -39,6 +39,8 @@ AGENCY_LOCK_NAMESPACE = 7_041_002
 # From this size on, the consolidated partition is fed by a second COPY stream on a second connection, in
 # parallel; below it, one INSERT ... SELECT from the agency table is cheaper than a second connection.
 PARALLEL_MIN_BYTES = 8 << 20
+# Blocks queued per COPY stream: enough to ride out uneven server progress, few enough to keep memory flat.
+QUEUE_DEPTH = 4
 STAGE_COMMENT = "customer_ratings staging for source "
 INVALID_COLUMNS = ("load_id", "source", "table_name", "file_uri", "line_number", "record_number", "raw_line",
                    "fields", "errors", "error")
@@ -389,7 +391,7 @@ class _CopyStream:
 
     _ABORT = object()
 
-    def __init__(self, conn: Connection, statement: sql.Composed, depth: int = 4) -> None:
+    def __init__(self, conn: Connection, statement: sql.Composed, depth: int = QUEUE_DEPTH) -> None:
         self._queue: Queue[object] = Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._cursor = conn.cursor()
