@@ -206,6 +206,25 @@ def system_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
+def wait_for_idle(max_wait_s: float, threshold: float = 0.10, window_s: float = 2.0) -> float:
+    """Wait (up to max_wait_s) until the machine's CPU use over window_s is below threshold; return the share.
+
+    For shared machines: other work competing for the cores slows the loader (2 busy threads) more than
+    psql (one backend), so it biases the ratio. 0 = do not wait.
+    """
+    deadline = time.monotonic() + max_wait_s
+    share = 1.0
+    while True:
+        b0, t0 = system_busy_seconds(), time.monotonic()
+        time.sleep(window_s)
+        b1, t1 = system_busy_seconds(), time.monotonic()
+        if b0 is None or b1 is None:
+            return 0.0
+        share = (b1 - b0) / ((t1 - t0) * (os.cpu_count() or 1))
+        if share < threshold or time.monotonic() >= deadline:
+            return share
+
+
 # ----------------------------------------------------------------------------------- timed processes
 
 

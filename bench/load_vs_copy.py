@@ -69,6 +69,7 @@ from _common import (
     psql_path,
     run_timed,
     server_settings,
+    wait_for_idle,
 )
 from gen import HEADER, Meta, generate
 
@@ -347,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli", help="path of the customer-ratings executable (default: next to this python)")
     ap.add_argument("--baseline-only", action="store_true", help="only the psql baseline (no loader)")
     ap.add_argument("--no-warmup", action="store_true")
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each pair, wait up to SECONDS for the machine to be idle (shared machines)",
+    )
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     a = ap.parse_args(argv)
 
@@ -450,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
 
             first = 0 if not a.no_warmup else 1
             for pair in range(first, a.runs + 1):
+                if a.wait_idle > 0:
+                    busy = wait_for_idle(a.wait_idle)
+                    out(f"  (machine CPU use before pair {pair or 'warm-up'}: {busy:.0%})")
                 checkpoint(server.conninfo)
                 p = run_timed(
                     baseline_argv(server, valid_csv),

@@ -57,6 +57,7 @@ from _common import (
     open_server,
     run_timed,
     server_settings,
+    wait_for_idle,
 )
 from gen import Meta, generate
 from load_vs_copy import RESULTS_DIR, VerificationError, write_config
@@ -149,6 +150,37 @@ def verify_all(conninfo: str, metas: dict[str, Meta], expect_status: str = "load
     return f"{len(metas):,} agencies ok"
 
 
+def max_load_id(conninfo: str) -> int:
+    with psycopg.connect(conninfo) as conn:
+        return int(conn.execute("SELECT coalesce(max(load_id), 0) FROM load_history").fetchone()[0])
+
+
+def per_agency_seconds(conninfo: str, after_load_id: int) -> dict[str, float]:
+    """Each agency's load time as the loader recorded it (finished_at - started_at), in load order.
+
+    A time per agency that grows from the first agencies to the last shows a per-run cost that grows with
+    the number of agencies already replaced (catalog or partition-descriptor work, for instance).
+    """
+    with psycopg.connect(conninfo) as conn:
+        ms = [
+            float(r[0])
+            for r in conn.execute(
+                "SELECT 1000 * extract(epoch FROM finished_at - started_at) FROM load_history "
+                "WHERE load_id > %s ORDER BY load_id",
+                (after_load_id,),
+            )
+        ]
+    if not ms:
+        return dict(count=0, median_ms=float("nan"), first100_ms=float("nan"), last100_ms=float("nan"))
+    return dict(
+        count=len(ms),
+        median_ms=median(ms),
+        first100_ms=sum(ms[:100]) / len(ms[:100]),
+        last100_ms=sum(ms[-100:]) / len(ms[-100:]),
+        total_s=sum(ms) / 1000,
+    )
+
+
 def _pct(invalid: int, loaded: int) -> str:
     total = invalid + loaded
     if total == 0:
@@ -205,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-files", action="store_true")
     ap.add_argument("--cli")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each timed command, wait up to SECONDS for the machine to be idle (shared machines)",
+    )
     a = ap.parse_args(argv)
 
     out = Tee()
@@ -259,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             env = loader_env(server, base / "home")
 
             def timed(argv: list[str], what: str, tag: str) -> ProcResult:
+                if a.wait_idle > 0:
+                    busy = wait_for_idle(a.wait_idle)
+                    out(f"  (machine CPU use before {tag}: {busy:.0%})")
                 return run_timed(
                     argv,
                     env=env,
@@ -276,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             plan = [("first", load_argv)] + [(f"forced {k}", [*load_argv, "--force"]) for k in range(1, a.runs + 1)]
             plan.append(("unchanged", load_argv))
             for label, argv_ in plan:
+                last_id = max_load_id(server.conninfo)
                 p = timed(argv_, f"customer-ratings load ({label})", f"load-{label.replace(' ', '-')}")
                 verified = verify_all(server.conninfo, metas, "unchanged" if label == "unchanged" else "loaded")
+                per = per_agency_seconds(server.conninfo, last_id)
                 rec = dict(
                     label=label,
                     seconds=p.seconds,
@@ -288,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     other_cpu_s=p.other_cpu_s,
                     wal_mib=p.wal_bytes / 2**20 if p.wal_bytes is not None else None,
                     verified=verified,
+                    per_agency=per,
                 )
                 results["loads"].append(rec)
                 load_rows.append(
@@ -303,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
                         verified,
                     ]
                 )
-                out(f"  load ({label}): {p.seconds:.2f} s, peak RSS {p.max_rss_mib:.0f} MiB; {verified}")
+                out(
+                    f"  load ({label}): {p.seconds:.2f} s, peak RSS {p.max_rss_mib:.0f} MiB; {verified}; "
+                    f"per agency (load_history): median {per['median_ms']:.1f} ms, "
+                    f"first 100 {per['first100_ms']:.1f} ms, last 100 {per['last100_ms']:.1f} ms (mean)"
+                )
 
             report_rows = []
             report_file = report_dir / f"Customer_Rating_Aggregate_Report_{REPORT_DATE.replace('-', '')}.csv"
