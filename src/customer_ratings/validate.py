@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from .config import STATUS_MAX_CHARS, Source
 from .errors import ErrorCode, FileRejected, RejectReason
 from .parse import Header, parse_record
-from .vectorized import ELIGIBLE, diagnose
+from .vectorized import ELIGIBLE, PendingLines, diagnose
 
 INT_COLUMNS = ("customer_number", "customer_rating", "customer_rating_limit")
 STATUS_COLUMN = "customer_status"
@@ -167,6 +167,7 @@ class BlockValidator:
         self.records = 0
         self._allowed = frozenset(source.allowed_status) if source.allowed_status else None
         self._pattern = self._fast_pattern() if layout.passthrough else None
+        self._pending = PendingLines()
 
     def _fast_pattern(self) -> str:
         status = _STATUS_FAST
@@ -179,7 +180,17 @@ class BlockValidator:
         return f"^{','.join(parts)}(?:{eol})?$"
 
     def process(self, data: bytes, first_line: int, eof: bool) -> BlockResult:
-        """Validate the complete records of ``data``; ``consumed`` says where an unfinished one starts."""
+        """Validate the complete records of ``data``; ``consumed`` says where an unfinished one starts.
+
+        Some invalid rows may be reported with a later block (they are diagnosed in batches); all of them are
+        in the result of the last block (``eof``).
+        """
+        result = self._process(data, first_line, eof)
+        if eof:
+            self._diagnose_pending(result)
+        return result
+
+    def _process(self, data: bytes, first_line: int, eof: bool) -> BlockResult:
         buf = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(buf == 10) + 1
         if eof and data and data[-1] != 10:
@@ -235,18 +246,34 @@ class BlockValidator:
                 ends = offsets[plain + 1]
                 ends = ends - (buf[ends - 1] == 10)
                 ends = ends - ((ends > offsets[plain]) & (buf[np.maximum(ends - 1, 0)] == 13))
-                found = diagnose(buf, offsets[plain], ends, first_line + plain, record_numbers[plain],
-                                 self.layout.file_columns, self.layout.header_names, self._allowed,
-                                 self.copy_prefix)
-                result.invalid_copy.append(found.copy_text)
-                result.vector_invalid += int(found.invalid.sum())
-                one_by_one = np.sort(np.concatenate([one_by_one[~eligible], plain[~found.invalid]]))
+                self._pending.add(buf, offsets[plain], ends, first_line + plain, record_numbers[plain])
+                one_by_one = one_by_one[~eligible]
+                if self._pending.full:
+                    self._diagnose_pending(result)
         for i in one_by_one.tolist():
             raw = _strip_eol(data[offsets[i]:offsets[i + 1]])
             text, encoding_ok = _decode(raw)
             self._finish(text.split(","), None, text, encoding_ok, first_line + i, int(record_numbers[i]), result)
         result.lines, result.consumed = n, int(offsets[n])
         return result
+
+    def _diagnose_pending(self, result: BlockResult) -> None:
+        """Diagnose the plain invalid-looking lines collected so far, in one batch.
+
+        Batching across blocks matters: with 1% invalid rows a block holds a few hundred, and the per-call
+        cost of the column-wise checks would dominate."""
+        batch = self._pending.take()
+        if batch is None:
+            return
+        data, starts, ends, line_numbers, record_numbers = batch
+        assert self.copy_prefix is not None
+        found = diagnose(np.frombuffer(data, dtype=np.uint8), starts, ends, line_numbers, record_numbers,
+                         self.layout.file_columns, self.layout.header_names, self._allowed, self.copy_prefix)
+        result.invalid_copy.append(found.copy_text)
+        result.vector_invalid += int(found.invalid.sum())
+        for k in np.flatnonzero(~found.invalid).tolist():
+            text = data[starts[k]:ends[k]].decode("ascii")  # the pattern ELIGIBLE admits ASCII only
+            self._finish(text.split(","), None, text, True, int(line_numbers[k]), int(record_numbers[k]), result)
 
     def _process_rows(self, data: bytes, offsets: np.ndarray, bad: list[int], first_line: int, eof: bool,
                       result: BlockResult) -> BlockResult:

@@ -137,17 +137,69 @@ def _field_bounds(commas: np.ndarray, first: np.ndarray, nfields: np.ndarray, st
     return np.where(present, lo, 0), np.where(present, hi, 0)
 
 
-def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """A string array of ``buf[starts[i]:ends[i]]``, gathered with numpy (no per-row Python)."""
-    lengths = (ends - starts).astype(np.int32)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+def gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes ``buf[starts[i]:ends[i]]`` one after the other, and their offsets (numpy, no per-row Python)."""
+    lengths = (ends - starts).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
     if total:
         data = buf[np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1] - starts, lengths)]
     else:
         data = np.zeros(0, dtype=np.uint8)
-    return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return data, offsets
+
+
+def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """A string array of ``buf[starts[i]:ends[i]]``."""
+    data, offsets = gather(buf, starts, ends)
+    return pa.Array.from_buffers(pa.string(), len(starts),
+                                 [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+
+
+class PendingLines:
+    """Plain invalid-looking lines collected across blocks, to be diagnosed in one batch."""
+
+    MAX_LINES = 16384
+    MAX_BYTES = 4 << 20
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._data: list[np.ndarray] = []
+        self._lengths: list[np.ndarray] = []
+        self._lines: list[np.ndarray] = []
+        self._records: list[np.ndarray] = []
+        self._count = 0
+        self._bytes = 0
+
+    def add(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, line_numbers: np.ndarray,
+            record_numbers: np.ndarray) -> None:
+        """Keep copies of ``buf[starts[i]:ends[i]]`` with their line and record numbers."""
+        data, offsets = gather(buf, starts, ends)
+        self._data.append(data)
+        self._lengths.append(np.diff(offsets))
+        self._lines.append(np.asarray(line_numbers))
+        self._records.append(np.asarray(record_numbers))
+        self._count += len(starts)
+        self._bytes += len(data)
+
+    @property
+    def full(self) -> bool:
+        """Whether it is time to diagnose the batch."""
+        return self._count >= self.MAX_LINES or self._bytes >= self.MAX_BYTES
+
+    def take(self) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(bytes, starts, ends, line numbers, record numbers) of the batch, and start a new one."""
+        if not self._count:
+            return None
+        lengths = np.concatenate(self._lengths)
+        ends = np.cumsum(lengths)
+        batch = (np.concatenate(self._data).tobytes(), ends - lengths, ends, np.concatenate(self._lines),
+                 np.concatenate(self._records))
+        self._reset()
+        return batch
 
 
 def _int_column(name: str, header: str, value: pa.Array) -> _Column:
