@@ -17,6 +17,7 @@ from typing import Annotated
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -42,8 +43,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Load rating agencies' daily CSV files into PostgreSQL and write the aggregate report.",
 )
-stdout = Console()
-stderr = Console(stderr=True, soft_wrap=True)
+# No emoji codes (":x:") or highlighting: file names and messages are data and must print as they are.
+stdout = Console(emoji=False, highlight=False)
+stderr = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
 log = logging.getLogger("customer_ratings")
 
 ConfigOpt = Annotated[
@@ -128,7 +130,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[Source, Path], ProgressFn | Non
 
     def on_file(source: Source, path: Path) -> ProgressFn:
         total = path.stat().st_size if path.is_file() else None
-        task = bar.add_task(source.name, total=total, rows=0)
+        task = bar.add_task(escape(source.name), total=total, rows=0)
 
         def advance(nbytes: int, nrows: int) -> None:
             bar.update(task, advance=nbytes, rows=bar.tasks[task].fields["rows"] + nrows)
@@ -145,10 +147,10 @@ def _print_summary(summary: RunSummary, cfg: Config) -> None:
         table.add_column(column, justify="right" if column in ("read", "loaded", "invalid") else "left")
     styles = {"loaded": "green", "unchanged": "cyan", "rejected": "red", "failed": "red"}
     for r in summary.results:
-        table.add_row(r.source, r.path.name, f"[{styles[r.status]}]{r.status}[/]", f"{r.rows_read:,}",
+        table.add_row(escape(r.source), escape(r.path.name), f"[{styles[r.status]}]{r.status}[/]", f"{r.rows_read:,}",
                       f"{r.rows_loaded:,}", f"{r.rows_invalid:,}")
     for name in summary.missing:
-        table.add_row(name, "-", "[yellow]no file[/]", "", "", "")
+        table.add_row(escape(name), "-", "[yellow]no file[/]", "", "", "")
     stdout.print(table)
     if summary.unmatched:
         names = ", ".join(p.name for p in summary.unmatched)

@@ -33,7 +33,7 @@ def discover(config: Config, data_dir: Path | str) -> Discovery:
     if not data_dir.is_dir():
         raise ConfigError(f"data folder {data_dir} does not exist or is not a folder: check --data-dir")
     try:
-        entries = {entry.name: entry.is_dir() for entry in os.scandir(data_dir)}
+        entries = {entry.name: _is_dir(entry) for entry in os.scandir(data_dir)}
     except OSError as exc:
         raise ConfigError(f"data folder {data_dir} cannot be listed: {exc}") from None
     matches: dict[str, list[str]] = {src.name: [] for src in config.sources}
@@ -53,3 +53,11 @@ def discover(config: Config, data_dir: Path | str) -> Discovery:
     selected = {src: data_dir / files[-1] for src, files in matches.items() if files}
     superseded = {src: [data_dir / f for f in files[:-1]] for src, files in matches.items() if len(files) > 1}
     return Discovery(selected=selected, superseded=superseded, unmatched=unmatched)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether an entry is a folder; a broken link or a link loop is not (its load will say what it is)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from .config import Source
-from .db.migrate import AGENCY_TABLE_DDL
+from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
 from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
 from .parse import BlockReader, read_header
@@ -112,6 +112,11 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
 
 def _open_regular(path: Path) -> BinaryIO:
     try:
+        # stat first: opening a FIFO named like a data file would block until someone writes to it
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            if path.is_dir():
+                raise FileRejected(RejectReason.UNREADABLE, "is a directory, not a file")
+            raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
         fh = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
     except IsADirectoryError:
         raise FileRejected(RejectReason.UNREADABLE, "is a directory, not a file") from None
@@ -137,7 +142,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                 return LoadResult(source.name, path, "unchanged", load_id=load_id, file_size=size,
                                   sha256=unchanged)
         _drop_orphan_stages(conn, source)
-        conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(source.table)))
+        _ensure_table(conn, source)
         load_id = _next_load_id(conn)
         stage = f"customer_rating__{load_id}"
         reader = BlockReader(fh, source.encoding)
@@ -184,6 +189,18 @@ def _unchanged(conn: Connection, source: Source, fh: BinaryIO, size: int) -> str
         digest.update(chunk)
     fh.seek(0)
     return digest.hexdigest() if digest.hexdigest() == row[0] else None
+
+
+def _ensure_table(conn: Connection, source: Source) -> None:
+    """Create the agency's table if `init` or the start of the run did not (e.g. a library caller)."""
+    if conn.execute("SELECT to_regclass(%s)", (sql.Identifier(source.table).as_string(conn),)).fetchone() != (None,):
+        return
+    # The lock `init` takes too (session-level, so that it is not held for the whole load).
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    try:
+        conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(source.table)))
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
 def _next_load_id(conn: Connection) -> int:

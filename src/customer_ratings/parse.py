@@ -21,6 +21,8 @@ BLOCK_SIZE = 1 << 20
 MAX_HEADER_BYTES = 4 << 20
 MAX_RECORD_BYTES = 16 << 20
 UTF8_BOM = codecs.BOM_UTF8
+# A field may be as long as a record may be (Python's default limit is 128 KiB).
+csv.field_size_limit(MAX_RECORD_BYTES + 1)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
@@ -38,7 +40,10 @@ class BlockReader:
     def __init__(self, raw: BinaryIO, encoding: str = "utf-8", block_size: int = BLOCK_SIZE) -> None:
         self._raw = raw
         self._block_size = block_size
+        self._encoding = encoding
         self._decoder = None if encoding == "utf-8" else codecs.getincrementaldecoder(encoding)("surrogateescape")
+        self.lines_returned = 0
+        """Line ends handed out so far (minus those pushed back): where the next block starts, in lines."""
         self._pending = b""
         self._eof = False
         self._first = True
@@ -65,7 +70,15 @@ class BlockReader:
                     line=1,
                 )
         if self._decoder is not None:
-            return self._decoder.decode(chunk).encode("utf-8", "surrogateescape")
+            try:
+                return self._decoder.decode(chunk).encode("utf-8", "surrogateescape")
+            except UnicodeError as exc:  # e.g. utf-16 without a byte order mark
+                raise FileRejected(
+                    RejectReason.BAD_HEADER if self.lines_returned == 0 else RejectReason.UNREADABLE,
+                    f"cannot be read as {self._encoding}: {exc}; set the source's encoding to match the file "
+                    "(e.g. utf-16-le or utf-16-be for UTF-16 without a byte order mark)",
+                    line=self.lines_returned + 1,
+                ) from None
         return chunk
 
     def push_back(self, data: bytes, *, unfinished: bool = False) -> None:
@@ -77,10 +90,13 @@ class BlockReader:
         if unfinished and len(data) > MAX_RECORD_BYTES:
             raise FileRejected(
                 RejectReason.RECORD_TOO_LARGE,
-                f"a quoted record runs over {MAX_RECORD_BYTES >> 20} MiB; is a closing quote missing?",
+                f"the quoted record starting here runs over {MAX_RECORD_BYTES >> 20} MiB; "
+                "is a closing quote missing?",
+                line=self.lines_returned - data.count(b"\n") + 1,
             )
         self._pending = data + self._pending
         self._grow = unfinished
+        self.lines_returned -= data.count(b"\n")
 
     @property
     def at_eof(self) -> bool:
@@ -105,14 +121,16 @@ class BlockReader:
             if size > limit and not has_newline:
                 raise FileRejected(
                     RejectReason.RECORD_TOO_LARGE,
-                    f"a line is longer than {limit >> 20} MiB; is this really a CSV file?",
+                    f"the line is longer than {limit >> 20} MiB; is this really a CSV file?",
+                    line=self.lines_returned + 1,
                 )
         data = b"".join(parts)
-        if self._eof:
-            return data, True
-        cut = data.rfind(b"\n") + 1
-        self._pending = data[cut:]
-        return data[:cut], False
+        if not self._eof:
+            cut = data.rfind(b"\n") + 1
+            self._pending = data[cut:]
+            data = data[:cut]
+        self.lines_returned += data.count(b"\n")
+        return data, self._eof
 
 
 def read_header(reader: BlockReader) -> tuple[Header, int]:

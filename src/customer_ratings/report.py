@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import ctypes
+import io
 import os
-import tempfile
+import sys
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .db.server import Database
 from .errors import ConfigError
@@ -27,6 +30,75 @@ def report_name(report_date: date) -> str:
     return f"Customer_Rating_Aggregate_Report_{report_date:%Y%m%d}.csv"
 
 
+def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` so that no reader and no crash ever sees it half-written.
+
+    On Linux the data goes to an anonymous file in ``folder`` (O_TMPFILE), which gets a name only once it is
+    complete and on disk, just before it is renamed over the target: a kill -9 mid-write leaves nothing.
+    Elsewhere a named temporary file is used, which the next report removes if its writer died.
+    """
+    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+    anonymous = _LINKAT is not None and hasattr(os, "O_TMPFILE")
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o644) if anonymous else -1
+    except OSError:  # a file system without O_TMPFILE support
+        anonymous = False
+    if not anonymous:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+            if anonymous:
+                _link_fd(fd, tmp)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _load_linkat() -> Any:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.linkat
+    except (OSError, AttributeError):
+        return None
+
+
+_LINKAT = _load_linkat()
+_AT_FDCWD, _AT_SYMLINK_FOLLOW = -100, 0x400
+
+
+def _link_fd(fd: int, path: Path) -> None:
+    """Give the anonymous file ``fd`` the name ``path`` (os.link cannot: it does not follow /proc links)."""
+    source = f"/proc/self/fd/{fd}".encode()
+    if _LINKAT(_AT_FDCWD, source, _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+
+
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    """Delete temporary report files whose writer died (killed mid-write); a live writer's file stays."""
+    for tmp in output_dir.glob(".Customer_Rating_Aggregate_Report_*.csv.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def report_rows(db: Database) -> list[tuple[object, ...]]:
     """The report's rows, computed by report.sql in one statement (one consistent snapshot)."""
     query = resources.files(__package__).joinpath("report.sql").read_text("utf-8")
@@ -36,29 +108,21 @@ def report_rows(db: Database) -> list[tuple[object, ...]]:
 def write_report(db: Database, output_dir: Path | str, report_date: date) -> Path:
     """Write the report for ``report_date`` into ``output_dir`` atomically and return its path.
 
-    The CSV is written to a temporary file in the same folder, flushed to disk and renamed over the
-    target, so a reader (or a crash) never sees a half-written report.
+    The CSV is written completely and flushed to disk before it is renamed over the target (see
+    ``_write_atomically``), so neither a reader nor a crash ever sees a half-written report.
     """
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"output folder {output_dir} cannot be created: {exc.strerror}") from None
-    rows = report_rows(db)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows(report_rows(db))
     target = output_dir / report_name(report_date)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=output_dir)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(REPORT_COLUMNS)
-            writer.writerows(rows)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _remove_stale_temporaries(output_dir)
+    _write_atomically(output_dir, target, text.getvalue().encode("utf-8"))
     dir_fd = os.open(output_dir, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .config import STATUS_MAX_CHARS, Source
 from .errors import ErrorCode, FileRejected, RejectReason
-from .parse import Header, parse_record
+from .parse import MAX_RECORD_BYTES, Header, parse_record
 from .vectorized import ELIGIBLE, PendingLines, diagnose
 
 INT_COLUMNS = ("customer_number", "customer_rating", "customer_rating_limit")
@@ -31,6 +31,8 @@ COLUMNS = (*INT_COLUMNS, STATUS_COLUMN)
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+# Control characters are shown escaped so that a message stays on one line.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Printable ASCII without '"' and ',': needs no CSV quoting and is the same in every ASCII-based encoding.
 _STATUS_CHAR = r"[!#-+\--~]"
 _STATUS_FAST = rf"{_STATUS_CHAR}(?:[ !#-+\--~]{{0,{STATUS_MAX_CHARS - 2}}}{_STATUS_CHAR})?"
@@ -143,7 +145,7 @@ def plan_layout(header: Header, source: Source) -> Layout:
 
 def _shown(value: str) -> str:
     """The value as messages show it: quoted, cut at 40 characters (as vectorized._shown)."""
-    value = _printable(value)
+    value = _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", _printable(value))
     return "'" + (value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...") + "'"
 
 
@@ -324,6 +326,13 @@ class BlockValidator:
             if exhausted and not eof:
                 return 0
             taken = max(taken, 1)
+            if starts[min(i + taken, n)] - starts[i] > MAX_RECORD_BYTES:
+                raise FileRejected(
+                    RejectReason.RECORD_TOO_LARGE,
+                    f"the quoted record starting here runs over {MAX_RECORD_BYTES >> 20} MiB; "
+                    "is a closing quote missing?",
+                    first_line + i,
+                )
             text, encoding_ok = _decode(_strip_eol(data[starts[i]:starts[min(i + taken, n)]]))
         self.records += 1
         self._finish(fields, parse_error, text, encoding_ok, first_line + i, self.records, result)
@@ -367,7 +376,7 @@ class BlockValidator:
             elif column == STATUS_COLUMN:
                 out.append('"' + value.replace('"', '""') + '"')
             else:
-                out.append(str(int(value)))
+                out.append(str(_to_int(value)))
         if errors:
             return None, errors
         return (",".join(out).encode() + self.eol), []
@@ -393,12 +402,19 @@ class BlockValidator:
         return shown
 
 
+def _to_int(value: str) -> int:
+    """The value of ``[+-]?[0-9]+`` with any number of leading zeros (int() refuses over 4,300 digits)."""
+    number = int(value.lstrip("+-").lstrip("0") or "0")
+    return -number if value.startswith("-") else number
+
+
 def _check_int(value: str) -> tuple[ErrorCode, str] | None:
     if not value:
         return ErrorCode.MISSING_VALUE, "missing value"
     if not _INT_RE.fullmatch(value):
         return ErrorCode.NOT_AN_INTEGER, f"{_shown(value)} is not an integer"
-    if not INT_MIN <= int(value) <= INT_MAX:
+    # Python refuses int() of over 4,300 digits: anything over 10 significant digits is out of range anyway.
+    if len(value.lstrip("+-").lstrip("0")) > 10 or not INT_MIN <= _to_int(value) <= INT_MAX:
         return ErrorCode.OUT_OF_RANGE, f"{_shown(value)} is outside the INTEGER range {INT_MIN}..{INT_MAX}"
     return None
 

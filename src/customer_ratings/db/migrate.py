@@ -59,5 +59,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
 def ensure_agency_tables(conn: psycopg.Connection[tuple[object, ...]], config: Config) -> None:
     """Create every configured agency's table (exactly the DDL of SPEC.md) if it does not exist yet."""
     with conn.transaction():
+        # Concurrent CREATE TABLE IF NOT EXISTS of one name can still collide in pg_type: serialize.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         for src in config.sources:
             conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(src.table)))

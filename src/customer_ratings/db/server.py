@@ -31,10 +31,21 @@ class Database:
     conninfo: str
     connect_deadline: float = CONNECT_DEADLINE_S
     _conn: Connection | None = field(default=None, repr=False)
+    _gave_up: bool = field(default=False, repr=False)
 
     def connect(self) -> Connection:
-        """A new connection, retrying with backoff for up to ``connect_deadline`` seconds."""
-        return connect(self.conninfo, self.connect_deadline)
+        """A new connection, retrying with backoff for up to ``connect_deadline`` seconds.
+
+        Once a connection attempt has run out its deadline, later ones try only once: with the server gone
+        for good, each remaining agency (and the report) fails at once instead of waiting again.
+        """
+        try:
+            conn = connect(self.conninfo, 0.0 if self._gave_up else self.connect_deadline)
+        except TransientDatabaseError:
+            self._gave_up = True
+            raise
+        self._gave_up = False
+        return conn
 
     def connection(self) -> Connection:
         """The shared connection of this Database (re-opened if it was lost)."""
