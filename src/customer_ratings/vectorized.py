@@ -160,8 +160,9 @@ def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
 class PendingLines:
     """Plain invalid-looking lines collected across blocks, to be diagnosed in one batch."""
 
-    MAX_LINES = 16384
-    MAX_BYTES = 4 << 20
+    # Big enough to amortize the per-call cost of pyarrow kernels, small enough to keep memory flat.
+    MAX_LINES = 4096
+    MAX_BYTES = 1 << 20
 
     def __init__(self) -> None:
         self._reset()
