@@ -137,14 +137,23 @@ def _field_bounds(commas: np.ndarray, first: np.ndarray, nfields: np.ndarray, st
     return np.where(present, lo, 0), np.where(present, hi, 0)
 
 
+_GATHER_INDEXED_MAX = 1 << 20
+
+
 def gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bytes ``buf[starts[i]:ends[i]]`` one after the other, and their offsets (numpy, no per-row Python)."""
     lengths = (ends - starts).astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
+    if total > _GATHER_INDEXED_MAX:
+        # Long values (a 10 MB field): per-byte index arrays would cost 8 bytes per byte; slice instead.
+        view = memoryview(buf.data)
+        joined = b"".join([view[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        return np.frombuffer(joined, dtype=np.uint8), offsets
     if total:
-        data = buf[np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1] - starts, lengths)]
+        index = np.arange(total, dtype=np.int32) - np.repeat((offsets[:-1] - starts).astype(np.int32), lengths)
+        data = buf[index]
     else:
         data = np.zeros(0, dtype=np.uint8)
     return data, offsets
