@@ -71,6 +71,19 @@ def start_cli(args: list[str], env: dict[str, str], log_dir: Path, name: str = "
         return subprocess.Popen([*CLI, *args], env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
 
 
+def finish_cli(proc: subprocess.Popen[bytes], log_dir: Path, name: str = "cli", timeout: float = 300) -> Run:
+    """Wait for a command started with start_cli (killing it after ``timeout``) and collect its output."""
+    started = time.monotonic()
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Run(proc.returncode, (log_dir / f"{name}.stdout").read_text(errors="replace"),
+               (log_dir / f"{name}.stderr").read_text(errors="replace"), time.monotonic() - started)
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""

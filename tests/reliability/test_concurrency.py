@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from customer_ratings.report import report_rows
 from . import _db, _fault
 from ._agency import BASELINE_ROWS, Agency
 from ._bigdata import AGENCIES, Version
-from ._cli import Run, assert_no_traceback, cli_env, run_cli, start_cli
+from ._cli import Run, assert_no_traceback, cli_env, finish_cli, run_cli, start_cli
 
 SEED_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "seed-sample"
 
@@ -42,18 +41,7 @@ def _args(version: Version, out: Path, *extra: str) -> list[str]:
 
 def _together(argvs: list[list[str]], env: dict[str, str], logs: Path, timeout: float = 300) -> list[Run]:
     procs = [start_cli(a, env, logs, f"p{i}") for i, a in enumerate(argvs)]
-    runs = []
-    for i, proc in enumerate(procs):
-        started = time.monotonic()
-        try:
-            proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        runs.append(Run(proc.returncode, (logs / f"p{i}.stdout").read_text(errors="replace"),
-                        (logs / f"p{i}.stderr").read_text(errors="replace"), time.monotonic() - started))
-    return runs
+    return [finish_cli(proc, logs, f"p{i}", timeout) for i, proc in enumerate(procs)]
 
 
 def _report(path: Path) -> list[list[str]]:

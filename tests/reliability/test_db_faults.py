@@ -17,13 +17,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from . import _db, _fault
 from ._bigdata import AGENCIES, Version
-from ._cli import Run, assert_no_traceback, cli_env, run_cli, start_cli
+from ._cli import Run, assert_no_traceback, cli_env, finish_cli, run_cli, start_cli
 
 REPORT = "Customer_Rating_Aggregate_Report_20250513.csv"
 # The loader's connect deadline (customer_ratings.db.server.CONNECT_DEADLINE_S) is 30 s.
@@ -33,18 +32,6 @@ CONNECT_DEADLINE = 30
 def _args(version: Version, out: Path, *extra: str) -> list[str]:
     return ["run", "--data-dir", str(version.data), "--output-dir", str(out), "--date", "2025-05-13", "--quiet",
             *extra]
-
-
-def _finish(proc: Any, logs: Path, timeout: float) -> Run:
-    started = time.monotonic()
-    try:
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return Run(proc.returncode, (logs / "cli.stdout").read_text(errors="replace"),
-               (logs / "cli.stderr").read_text(errors="replace"), time.monotonic() - started)
 
 
 def _report(out: Path) -> list[list[str]]:
@@ -93,7 +80,7 @@ def test_backends_terminated_during_a_copy(database_url: str, tmp_path: Path,
         assert _fault.wait_for_query(conn, '^COPY "customer_rating_agency_b"', proc) is not None
         conn.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                         WHERE datname = current_database() AND pid <> pg_backend_pid()""")
-    run = _finish(proc, tmp_path / "logs", 300)
+    run = finish_cli(proc, tmp_path / "logs", timeout=300)
     _after_b_failed(database_url, run, big_versions, out)
     _next_run_completes(database_url, big_versions, out, env)
 
@@ -157,7 +144,7 @@ def test_server_crash_and_restart_during_a_copy(private_server: PrivateServer, c
     private_server.crash()
     time.sleep(2)
     private_server.start()
-    run = _finish(proc, tmp_path / "logs", 300)
+    run = finish_cli(proc, tmp_path / "logs", timeout=300)
     assert "retrying" in run.stderr, f"reconnecting must be announced:\n{run}"
     _after_b_failed(crash_db, run, big_versions, out)
     _next_run_completes(crash_db, big_versions, out, env)
@@ -176,7 +163,7 @@ def test_server_crash_for_good_ends_the_run_in_bounded_time(private_server: Priv
         assert _fault.wait_for_query(conn, '^COPY "customer_rating_agency_b"', proc) is not None
     private_server.crash()
     crashed = time.monotonic()
-    run = _finish(proc, tmp_path / "logs", 600)
+    run = finish_cli(proc, tmp_path / "logs", timeout=600)
     waited = time.monotonic() - crashed
     assert_no_traceback(run)
     assert run.returncode == 1, str(run)
