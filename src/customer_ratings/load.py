@@ -1,6 +1,6 @@
 """One agency's file into PostgreSQL: lock -> stream into COPY -> atomic replace -> history row.
 
-Everything an agency's replacement changes (its table, its partition of ``customer_rating``, its invalid rows,
+Everything an agency's replacement changes (its table, its slice of ``customer_rating``, its invalid rows,
 its history row and ``source_current``) commits in one transaction, so readers see the old data or the new,
 and a crash at any point leaves the old data in place (docs/adr/0001-atomic-replace.md).
 """
@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 # Per-agency advisory locks live in this namespace (first key of the two-key form).
 AGENCY_LOCK_NAMESPACE = 7_041_002
-# From this size on, the consolidated partition is fed by a second COPY stream on a second connection, in
-# parallel; below it, one INSERT ... SELECT from the agency table is cheaper than a second connection.
+# From this size on, the agency's slice of customer_rating is fed by a second COPY stream on a second connection, in
+# parallel; below it, the valid lines are buffered (at most this much) and sent again on the load's connection,
+# which is cheaper than a second connection.
 PARALLEL_MIN_BYTES = 8 << 20
 # Blocks queued per COPY stream: enough to ride out uneven server progress, few enough to keep memory flat.
 QUEUE_DEPTH = 4
@@ -214,55 +215,62 @@ def _drop_orphan_stages(conn: Connection, source: Source) -> None:
     rows = conn.execute(
         """SELECT c.relname FROM pg_class c
            JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-           WHERE c.relkind = 'r' AND NOT c.relispartition AND d.description = %s""",
+           WHERE c.relkind = 'r' AND d.description = %s
+             AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)""",
         (STAGE_COMMENT + source.name,),
     ).fetchall()
     for (name,) in rows:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def _create_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
-    name = sql.Literal(source.name)
-    conn.execute(
-        sql.SQL(
-            """CREATE TABLE {stage} (
-                   customer              TEXT NOT NULL DEFAULT {name} CHECK (customer = {name}),
-                   customer_number       INTEGER,
-                   customer_rating       INTEGER,
-                   customer_rating_limit INTEGER,
-                   customer_status       VARCHAR(25),
-                   load_id               BIGINT NOT NULL DEFAULT {load_id})"""
-        ).format(stage=sql.Identifier(stage), name=name, load_id=sql.Literal(load_id))
-    )
+def _create_stage(conn: Connection, source: Source, stage: str) -> None:
+    """The agency's new slice of customer_rating, in the agency table's shape (``_finish_stage`` completes it)."""
+    conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)))
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
         sql.Identifier(stage), sql.Literal(STAGE_COMMENT + source.name)))
 
 
+def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
+    """Add ``customer`` and ``load_id`` as constant defaults: kept in the catalog, not in the rows (no rewrite)."""
+    conn.execute(sql.SQL(
+        """ALTER TABLE {stage} ADD COLUMN customer TEXT NOT NULL DEFAULT {name},
+                               ADD COLUMN load_id BIGINT NOT NULL DEFAULT {load_id}"""
+    ).format(stage=sql.Identifier(stage), name=sql.Literal(source.name), load_id=sql.Literal(load_id)))
+
+
 def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    # FREEZE: both tables are new or truncated in this transaction, so the rows can be written frozen and
+    # all-visible (no hint-bit rewrite of every page on first read, nothing for vacuum to do).
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FREEZE)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
 
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
             uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None) -> None:
-    """Validate the file block by block while COPY streams the valid lines into the agency table."""
+    """Validate the file block by block while COPY streams the valid lines into the agency table and into
+    the agency's new slice of customer_rating (a second connection in parallel, or, for a small file, a
+    second COPY of the buffered lines on this one)."""
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
     conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
-    parallel = size >= PARALLEL_MIN_BYTES
-    stage_conn = db.connect() if parallel else None
-    streams: list[_CopyStream] = []
+    stage_copy = _copy_statement(stage, layout.copy_columns)
+    stage_conn = db.connect() if size >= PARALLEL_MIN_BYTES else None
+    buffer = _Buffer()
+    streams: list[_CopyStream | _Buffer] = []
     try:
         if stage_conn is not None:
             stage_conn.execute("BEGIN")
-            _create_stage(stage_conn, source, stage, load_id)
-            streams.append(_CopyStream(stage_conn, _copy_statement(stage, layout.copy_columns)))
+            _create_stage(stage_conn, source, stage)
+            streams.append(_CopyStream(stage_conn, stage_copy))
+        else:
+            streams.append(buffer)
         streams.append(_CopyStream(conn, _copy_statement(source.table, layout.copy_columns)))
         _feed(reader, header_lines, layout, source, streams, spool, counts, progress,
               (load_id, source.name, source.table, uri))
         for stream in streams:
             stream.close()
         if stage_conn is not None:
+            _finish_stage(stage_conn, source, stage, load_id)
             stage_conn.execute("COMMIT")
     except BaseException:
         for stream in streams:
@@ -272,13 +280,14 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
         if stage_conn is not None:
             stage_conn.close()
     if stage_conn is None:
-        _create_stage(conn, source, stage, load_id)
-        columns = sql.SQL(", ").join(map(sql.Identifier, layout.copy_columns))
-        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            sql.Identifier(stage), columns, columns, sql.Identifier(source.table)))
+        _create_stage(conn, source, stage)
+        with conn.cursor().copy(stage_copy) as copy:
+            for chunk in buffer.chunks:
+                copy.write(chunk)
+        _finish_stage(conn, source, stage, load_id)
 
 
-def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, streams: list[_CopyStream],
+def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, streams: list[_CopyStream | _Buffer],
           spool: IO[bytes], counts: _Counts, progress: ProgressFn | None, context: tuple[Any, ...]) -> None:
     validator: BlockValidator | None = None
     line = header_lines + 1
@@ -356,20 +365,18 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
 
 
 def _swap(conn: Connection, source: Source, stage: str) -> None:
-    """Replace the agency's partition of customer_rating with the new one: metadata only, milliseconds."""
+    """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds."""
     # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
     conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
     old = conn.execute(
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-           WHERE i.inhparent = 'customer_rating'::regclass
-             AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%%L)', %s::text)""",
-        (source.name,),
+           JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+           WHERE i.inhparent = 'customer_rating'::regclass AND d.description = %s""",
+        (STAGE_COMMENT + source.name,),
     ).fetchall()
     for (name,) in old:
-        conn.execute(sql.SQL("ALTER TABLE customer_rating DETACH PARTITION {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-    conn.execute(sql.SQL("ALTER TABLE customer_rating ATTACH PARTITION {} FOR VALUES IN ({})").format(
-        sql.Identifier(stage), sql.Literal(source.name)))
+    conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
 
 
 def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
@@ -456,3 +463,27 @@ class _CopyStream:
 
 class _Aborted(Exception):
     pass
+
+
+class _Buffer:
+    """The valid lines of a small file (below PARALLEL_MIN_BYTES), kept for the second COPY."""
+
+    # Transcoding can make the lines longer than the file (up to 3x for a one-byte encoding into UTF-8).
+    LIMIT = 3 * PARALLEL_MIN_BYTES + (1 << 20)
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self.LIMIT:  # only a file that grows while it is read gets here
+            raise FileRejected(RejectReason.FILE_CHANGED, "the file grew while it was read: the agency may still "
+                               "be writing it; run again once it is complete")
+        self.chunks.append(data)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.chunks.clear()

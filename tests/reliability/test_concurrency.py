@@ -7,7 +7,7 @@
 - Several runs together on a database that does not exist yet: all succeed.
 - Reports taken over and over while a load runs: each agency's row is its old row or its new row, never a
   partial one.
-- A REPEATABLE READ reader whose snapshot predates a load sees the old rows, not an empty agency.
+- A REPEATABLE READ reader whose snapshot predates a load sees old or new rows, never an empty agency.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import csv
 import io
 import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -173,26 +174,26 @@ def test_reports_during_a_load_see_each_agency_old_or_new(database_url: str, tmp
     assert len(set(seen)) >= 2, "no report was taken while the load was changing the data"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (ADR 0001): TRUNCATE and DETACH/DROP PARTITION are not MVCC-safe, so a REPEATABLE READ "
-    "snapshot taken before a load commits sees that agency empty afterwards; READ COMMITTED readers (the report, "
-    "most tools) see old or new rows",
-)
-def test_repeatable_read_snapshot_never_sees_an_empty_agency(database_url: str, tmp_path: Path) -> None:
-    """A reader in one REPEATABLE READ transaction (a BI tool, pg_dump-like export) whose snapshot was taken
-    before a load commits must keep seeing the old rows of that agency, in its table and in customer_rating."""
+@pytest.mark.parametrize("rows", [1, 300_000], ids=["small-file", "parallel-streams"])
+def test_repeatable_read_snapshot_sees_old_or_new_rows_never_an_empty_agency(database_url: str, tmp_path: Path,
+                                                                            rows: int) -> None:
+    """A reader in one REPEATABLE READ transaction (a BI tool, a pg_dump-like export) whose snapshot was taken
+    before a load commits must see, in the agency table and in customer_rating, the old rows or the new rows:
+    never an empty agency. (TRUNCATE is not MVCC-safe; the rows are written frozen, so the snapshot sees the
+    new ones.) The 300,000-row file is above PARALLEL_MIN_BYTES: its slice comes from the second connection."""
     agency = Agency(database_url, tmp_path)
     agency.load_baseline()
-    agency.day_file.write_bytes(b"customer_number,customer_rating,customer_rating_limit,customer_status\n"
-                                b"7,7,7,high-value\n")
+    body = b"".join(b"%d,7,7,high-value\n" % n for n in range(rows))
+    agency.day_file.write_bytes(b"customer_number,customer_rating,customer_rating_limit,customer_status\n" + body)
+    new_rows = Counter((n, 7, 7, "high-value") for n in range(rows))
     with _db.connect(database_url) as reader:
         reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         reader.execute("SELECT count(*) FROM load_history").fetchone()  # the snapshot is taken here
-        run = agency.run(timeout=60)
+        run = agency.run(timeout=120)
         assert run.returncode == 0, str(run)
         in_table = _db.agency_rows(reader, "customer_rating_agency_a")
         in_consolidated, _ = _db.consolidated_rows(reader, "agency_a")
         reader.execute("COMMIT")
-    assert in_table == BASELINE_ROWS, f"the snapshot saw {dict(in_table)} in the agency table"
-    assert in_consolidated == BASELINE_ROWS, f"the snapshot saw {dict(in_consolidated)} in customer_rating"
+    assert in_table in (BASELINE_ROWS, new_rows), f"the snapshot saw {len(in_table)} distinct rows in the table"
+    assert in_consolidated in (BASELINE_ROWS, new_rows), \
+        f"the snapshot saw {len(in_consolidated)} distinct rows in customer_rating"
