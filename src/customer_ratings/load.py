@@ -43,8 +43,10 @@ PARALLEL_MIN_BYTES = 8 << 20
 # Blocks queued per COPY stream: enough to ride out uneven server progress, few enough to keep memory flat.
 QUEUE_DEPTH = 4
 STAGE_COMMENT = "customer_ratings staging for source "
-INVALID_COLUMNS = ("load_id", "source", "table_name", "file_uri", "line_number", "record_number", "raw_line",
-                   "fields", "errors", "error")
+INVALID_COMMENT = "customer_ratings invalid rows for source "
+LOAD_COLUMNS = ("load_id", "source", "table_name", "file_uri")
+ROW_COLUMNS = ("line_number", "record_number", "raw_line", "fields", "errors", "error")
+INVALID_COLUMNS = (*LOAD_COLUMNS, *ROW_COLUMNS)
 
 ProgressFn = Callable[[int, int], None]
 """Called after each block with (bytes read, rows read) since the previous call."""
@@ -97,12 +99,14 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         where = f" (line {exc.line})" if exc.line else ""
         message = f"{path.name}{where}: {exc}"
         load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
+        _cleanup(db, source)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
                           seconds=time.perf_counter() - clock, reason=exc.reason.value)
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _record(db, source, uri, size, None, "failed", counts, started, detail, None)
+        _cleanup(db, source)
         message = (f"{path.name}: the database failed during the load ({detail}); nothing of it was committed "
                    "and the previous data is intact")
         if isinstance(exc, psycopg.OperationalError):
@@ -149,7 +153,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         reader = BlockReader(fh, source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
             t0 = time.perf_counter()
-            _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress)
+            invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress)
             t1 = time.perf_counter()
             sha = reader.sha256.hexdigest()
             if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
@@ -161,7 +165,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
             _check_file_rules(source, counts)
             _copy_invalid(conn, spool)
             t2 = time.perf_counter()
-        _swap(conn, source, stage)
+        _swap(conn, source, stage, invalid_child)
         _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
                         load_id=load_id)
         conn.execute(
@@ -211,13 +215,13 @@ def _next_load_id(conn: Connection) -> int:
 
 
 def _drop_orphan_stages(conn: Connection, source: Source) -> None:
-    """Drop staging tables a killed run of this agency left behind (never attached, so never visible)."""
+    """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible)."""
     rows = conn.execute(
         """SELECT c.relname FROM pg_class c
            JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-           WHERE c.relkind = 'r' AND d.description = %s
+           WHERE c.relkind = 'r' AND d.description IN (%s, %s)
              AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)""",
-        (STAGE_COMMENT + source.name,),
+        (STAGE_COMMENT + source.name, INVALID_COMMENT + source.name),
     ).fetchall()
     for (name,) in rows:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
@@ -238,64 +242,104 @@ def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) ->
     ).format(stage=sql.Identifier(stage), name=sql.Literal(source.name), load_id=sql.Literal(load_id)))
 
 
-def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
+def _copy_statement(table: str, columns: tuple[str, ...], fmt: str) -> sql.Composed:
     # FREEZE: both tables are new or truncated in this transaction, so the rows can be written frozen and
     # all-visible (no hint-bit rewrite of every page on first read, nothing for vacuum to do).
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FREEZE)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(fmt))
 
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
-            uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None) -> None:
+            uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None) -> str | None:
     """Validate the file block by block while COPY streams the valid lines into the agency table and into
-    the agency's new slice of customer_rating (a second connection in parallel, or, for a small file, a
-    second COPY of the buffered lines on this one)."""
+    the agency's new slice of customer_rating.
+
+    A large file gets two more connections, so that everything streams at once: one fills the slice, one
+    the load's own child table of file_invalid_rows (returned, to be attached by the swap). A small file's
+    slice gets its lines again on this connection, and its invalid rows are spooled for ``_copy_invalid``.
+    """
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
     conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
-    stage_copy = _copy_statement(stage, layout.copy_columns)
-    stage_conn = db.connect() if size >= PARALLEL_MIN_BYTES else None
+    stage_copy = _copy_statement(stage, layout.copy_columns, "csv")
+    parallel = size >= PARALLEL_MIN_BYTES
+    helpers = [db.connect(), db.connect()] if parallel else []
+    invalid_child = f"file_invalid_rows__{load_id}" if parallel else None
     buffer = _Buffer()
     streams: list[_CopyStream | _Buffer] = []
     try:
-        if stage_conn is not None:
-            stage_conn.execute("BEGIN")
-            _create_stage(stage_conn, source, stage)
-            streams.append(_CopyStream(stage_conn, stage_copy))
-        else:
-            streams.append(buffer)
-        streams.append(_CopyStream(conn, _copy_statement(source.table, layout.copy_columns)))
-        _feed(reader, header_lines, layout, source, streams, spool, counts, progress,
-              (load_id, source.name, source.table, uri))
+        prefix = "\t".join(_copy_text(str(v)) for v in (load_id, source.name, source.table, uri))
+        stage_sink: _CopyStream | _Buffer = buffer
+        invalid_sink: IO[bytes] | _CopyStream = spool
+        if parallel:
+            assert invalid_child is not None
+            for helper in helpers:
+                helper.execute("BEGIN")
+            _create_stage(helpers[0], source, stage)
+            stage_sink = _CopyStream(helpers[0], stage_copy)
+            _create_invalid_child(helpers[1], source, invalid_child)
+            invalid_sink = _CopyStream(helpers[1], _copy_statement(invalid_child, ROW_COLUMNS, "text"))
+            streams += [stage_sink, invalid_sink]
+            prefix = ""  # the child's load columns are constants (``_finish_invalid_child``)
+        table_sink = _CopyStream(conn, _copy_statement(source.table, layout.copy_columns, "csv"))
+        streams.append(table_sink)
+        _feed(reader, header_lines, layout, source, stage_sink, table_sink, invalid_sink, prefix, counts, progress)
         for stream in streams:
             stream.close()
-        if stage_conn is not None:
-            _finish_stage(stage_conn, source, stage, load_id)
-            stage_conn.execute("COMMIT")
+        if parallel:
+            assert invalid_child is not None
+            _finish_stage(helpers[0], source, stage, load_id)
+            _finish_invalid_child(helpers[1], source, invalid_child, load_id, uri)
+            for helper in helpers:
+                helper.execute("COMMIT")
     except BaseException:
         for stream in streams:
             stream.abort()
         raise
     finally:
-        if stage_conn is not None:
-            stage_conn.close()
-    if stage_conn is None:
+        for helper in helpers:
+            helper.close()
+    if not parallel:
         _create_stage(conn, source, stage)
         with conn.cursor().copy(stage_copy) as copy:
             for chunk in buffer.chunks:
                 copy.write(chunk)
         _finish_stage(conn, source, stage, load_id)
+    return invalid_child
 
 
-def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, streams: list[_CopyStream | _Buffer],
-          spool: IO[bytes], counts: _Counts, progress: ProgressFn | None, context: tuple[Any, ...]) -> None:
+def _create_invalid_child(conn: Connection, source: Source, child: str) -> None:
+    """A large load's own table of invalid rows; ``_finish_invalid_child`` makes it file_invalid_rows' shape."""
+    conn.execute(sql.SQL(
+        """CREATE TABLE {} (line_number BIGINT NOT NULL, record_number BIGINT NOT NULL, raw_line TEXT NOT NULL,
+                            fields JSONB, errors JSONB NOT NULL, error TEXT NOT NULL)"""
+    ).format(sql.Identifier(child)))
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        sql.Identifier(child), sql.Literal(INVALID_COMMENT + source.name)))
+
+
+def _finish_invalid_child(conn: Connection, source: Source, child: str, load_id: int, uri: str) -> None:
+    """The load's columns as constant defaults (stored once, in the catalog), and a CHECK on load_id so that
+    queries for other loads skip this table."""
+    conn.execute(sql.SQL(
+        """ALTER TABLE {child} ADD COLUMN load_id BIGINT NOT NULL DEFAULT {load_id},
+                               ADD COLUMN source TEXT NOT NULL DEFAULT {source},
+                               ADD COLUMN table_name TEXT NOT NULL DEFAULT {table},
+                               ADD COLUMN file_uri TEXT NOT NULL DEFAULT {uri},
+                               ADD CHECK (load_id = {load_id})"""
+    ).format(child=sql.Identifier(child), load_id=sql.Literal(load_id), source=sql.Literal(source.name),
+             table=sql.Literal(source.table), uri=sql.Literal(uri)))
+
+
+def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stage: _CopyStream | _Buffer,
+          table: _CopyStream, invalid: IO[bytes] | _CopyStream, prefix: str, counts: _Counts,
+          progress: ProgressFn | None) -> None:
     validator: BlockValidator | None = None
     line = header_lines + 1
     last_bytes = reader.bytes_read
     while not reader.at_eof:
         data, eof = reader.next_block()
         if validator is None:
-            prefix = "\t".join(_copy_text(str(v)) for v in context)
             validator = BlockValidator(layout, source, detect_eol(data), copy_prefix=prefix)
         result = validator.process(data, line, eof)
         if result.consumed < len(data):
@@ -303,12 +347,12 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
         line += result.lines
         if result.valid:
             payload = b"".join(result.valid)
-            for stream in streams:
-                stream.write(payload)
+            stage.write(payload)
+            table.write(payload)
         if result.invalid:
-            _spool_invalid(spool, result.invalid, context)
+            invalid.write(_invalid_copy_text(result.invalid, prefix))
         for text in result.invalid_copy:
-            spool.write(text)
+            invalid.write(text)
         counts.loaded += result.valid_rows
         counts.invalid += len(result.invalid) + result.vector_invalid
         counts.read = counts.loaded + counts.invalid
@@ -341,16 +385,17 @@ def _copy_text(value: str | None) -> str:
     return value
 
 
-def _spool_invalid(spool: IO[bytes], rows: list[InvalidRow], context: tuple[Any, ...]) -> None:
-    prefix = "\t".join(_copy_text(str(v)) for v in context)
+def _invalid_copy_text(rows: list[InvalidRow], prefix: str) -> bytes:
+    """COPY text lines of file_invalid_rows for ``rows`` (``prefix``: the load's columns, if the table has them)."""
     out = []
     encode = _JSON.encode
+    lead = prefix + "\t" if prefix else ""
     for row in rows:
         fields = encode(row.fields) if row.fields is not None else None
         errors = encode([e.as_json() for e in row.errors])
-        out.append("\t".join((prefix, str(row.line_number), str(row.record_number), _copy_text(row.raw),
-                              _copy_text(fields), _copy_text(errors), _copy_text(row.summary))))
-    spool.write(("\n".join(out) + "\n").encode("utf-8"))
+        out.append(lead + "\t".join((str(row.line_number), str(row.record_number), _copy_text(row.raw),
+                                      _copy_text(fields), _copy_text(errors), _copy_text(row.summary))))
+    return ("\n".join(out) + "\n").encode("utf-8")
 
 
 def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
@@ -364,7 +409,7 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
             copy.write(chunk)
 
 
-def _swap(conn: Connection, source: Source, stage: str) -> None:
+def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None) -> None:
     """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds."""
     # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
     conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
@@ -377,6 +422,8 @@ def _swap(conn: Connection, source: Source, stage: str) -> None:
     for (name,) in old:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
     conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
+    if invalid_child is not None:
+        conn.execute(sql.SQL("ALTER TABLE {} INHERIT file_invalid_rows").format(sql.Identifier(invalid_child)))
 
 
 def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
@@ -407,6 +454,21 @@ def _record(db: Database, source: Source, uri: str, size: int | None, sha: str |
         log.warning("could not record the %s load of %s in load_history: %s", status, source.name, exc)
         db.discard_connection()
         return None
+
+
+def _cleanup(db: Database, source: Source) -> None:
+    """Best effort, after a rejected or failed load: drop the tables its helper connections committed. Skipped
+    if another run is loading this agency (its tables look the same; the next load cleans up either way)."""
+    try:
+        conn = db.connection()
+        with conn.transaction():
+            row = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                               (AGENCY_LOCK_NAMESPACE, source.name)).fetchone()
+            if row is not None and row[0]:
+                _drop_orphan_stages(conn, source)
+    except psycopg.Error as exc:
+        log.warning("could not drop the unused tables of %s's load: %s", source.name, exc)
+        db.discard_connection()
 
 
 class _CopyStream:

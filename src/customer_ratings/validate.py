@@ -226,12 +226,16 @@ class BlockValidator:
         """
         n = len(ok)
         lengths = np.diff(offsets)
-        good = buf[np.repeat(ok, lengths)].tobytes()
+        bad = np.flatnonzero(~ok)
+        # The runs of good lines between the bad ones, as slices: a copy of the block's bytes, nothing more.
+        view = memoryview(data)
+        run_starts = [0, *offsets[bad + 1].tolist()]
+        run_ends = [*offsets[bad].tolist(), int(offsets[n])]
+        good = b"".join([view[a:b] for a, b in zip(run_starts, run_ends, strict=True) if b > a])
         if good and good[-1] != 10:
             good += self.eol  # the file's last line had no line end, and more lines may follow it
         result.valid.append(good)
-        result.valid_rows = int(ok.sum())
-        bad = np.flatnonzero(~ok)
+        result.valid_rows = n - len(bad)
         first = buf[offsets[bad]]
         blank = ((lengths[bad] == 1) & (first == 10)) | (
             (lengths[bad] == 2) & (first == 13) & (buf[np.minimum(offsets[bad] + 1, len(buf) - 1)] == 10))

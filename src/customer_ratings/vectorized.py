@@ -254,7 +254,7 @@ def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np
     """The COPY text of every row in ``rows``, which share ``signature``."""
     take = pa.array(rows)
     parts: list[object] = [
-        ctx.copy_prefix + "\t", pa.array(ctx.line_numbers[rows]).cast(pa.string()), "\t",
+        ctx.copy_prefix + "\t" if ctx.copy_prefix else "", pa.array(ctx.line_numbers[rows]).cast(pa.string()), "\t",
         pa.array(ctx.record_numbers[rows]).cast(pa.string()), "\t",
         _escaped(ctx.raw.take(take), 1, ctx.backslashes), "\t{",
     ]

@@ -80,10 +80,11 @@ def partition_fingerprint(conn: psycopg.Connection[Any], source: str) -> tuple[i
 
 
 def stage_tables(conn: psycopg.Connection[Any]) -> tuple[set[str], set[str]]:
-    """(every customer_rating__* table, those attached as partitions of customer_rating)."""
+    """(every customer_rating__* and file_invalid_rows__* table, those attached to their parent)."""
     every = {r[0] for r in conn.execute(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'customer\\_rating\\_\\_%'")}
+        """SELECT relname FROM pg_class WHERE relkind = 'r'
+           AND (relname LIKE 'customer\\_rating\\_\\_%' OR relname LIKE 'file\\_invalid\\_rows\\_\\_%')""")}
     attached = {r[0] for r in conn.execute(
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-           WHERE i.inhparent = 'customer_rating'::regclass""")}
+           WHERE i.inhparent IN ('customer_rating'::regclass, 'file_invalid_rows'::regclass)""")}
     return every, attached
