@@ -239,7 +239,7 @@ def verify_load(conninfo: str, meta: Meta, source: str = SOURCE, table: str = TA
         if "errors" in icols and meta.invalid:
             codes = dict(
                 conn.execute(
-                    "SELECT e->>'code', count(DISTINCT f.id) FROM file_invalid_rows f, "
+                    "SELECT e->>'code', count(DISTINCT f.record_number) FROM file_invalid_rows f, "
                     "jsonb_array_elements(f.errors) e WHERE f.load_id = %s GROUP BY 1",
                     (load_id,),
                 ).fetchall()

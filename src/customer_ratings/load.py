@@ -165,7 +165,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
             _check_file_rules(source, counts)
             _copy_invalid(conn, spool)
             t2 = time.perf_counter()
-        _swap(conn, source, stage, invalid_child)
+        replaced = _swap(conn, source, stage, invalid_child)
         _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
                         load_id=load_id)
         conn.execute(
@@ -174,8 +174,10 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id, partition = EXCLUDED.partition""",
             (source.name, source.table, load_id, stage),
         )
-    log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s", source.name, t1 - t0, t2 - t1,
-             time.perf_counter() - t2)
+    t3 = time.perf_counter()
+    _drop_replaced(db, replaced)
+    log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old slice dropped %.3f s",
+             source.name, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha)
 
@@ -409,21 +411,38 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
             copy.write(chunk)
 
 
-def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None) -> None:
-    """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds."""
+def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None) -> list[str]:
+    """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds.
+
+    Returns the old slice(s), detached; they are dropped after the commit (``_drop_replaced``), because
+    freeing their files takes a while and the lock on customer_rating is held until the end of the commit.
+    """
     # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
     conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-    old = conn.execute(
+    old = [r[0] for r in conn.execute(
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
            WHERE i.inhparent = 'customer_rating'::regclass AND d.description = %s""",
         (STAGE_COMMENT + source.name,),
-    ).fetchall()
-    for (name,) in old:
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    )]
+    for name in old:
+        conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
     conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
     if invalid_child is not None:
         conn.execute(sql.SQL("ALTER TABLE {} INHERIT file_invalid_rows").format(sql.Identifier(invalid_child)))
+    return old
+
+
+def _drop_replaced(db: Database, names: list[str]) -> None:
+    """Drop the slices a committed load replaced. Best effort: a slice left behind (the connection was lost,
+    the process killed) is a detached orphan, dropped by the agency's next load."""
+    try:
+        conn = db.connection()
+        for name in names:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        log.warning("could not drop the replaced tables %s (the next load will): %s", names, exc)
+        db.discard_connection()
 
 
 def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
