@@ -227,11 +227,14 @@ class BlockValidator:
         n = len(ok)
         lengths = np.diff(offsets)
         bad = np.flatnonzero(~ok)
-        # The runs of good lines between the bad ones, as slices: a copy of the block's bytes, nothing more.
-        view = memoryview(data)
-        run_starts = [0, *offsets[bad + 1].tolist()]
-        run_ends = [*offsets[bad].tolist(), int(offsets[n])]
-        good = b"".join([view[a:b] for a, b in zip(run_starts, run_ends, strict=True) if b > a])
+        if len(bad) * 16 < n:
+            # The runs of good lines between the few bad ones, as slices: one copy of the bytes, nothing more.
+            view = memoryview(data)
+            run_starts = [0, *offsets[bad + 1].tolist()]
+            run_ends = [*offsets[bad].tolist(), int(offsets[n])]
+            good = b"".join([view[a:b] for a, b in zip(run_starts, run_ends, strict=True) if b > a])
+        else:  # many bad lines: one byte mask is cheaper than thousands of slices
+            good = buf[np.repeat(ok, lengths)].tobytes()
         if good and good[-1] != 10:
             good += self.eol  # the file's last line had no line end, and more lines may follow it
         result.valid.append(good)
@@ -273,13 +276,19 @@ class BlockValidator:
             return
         data, starts, ends, line_numbers, record_numbers = batch
         assert self.copy_prefix is not None
-        found = diagnose(np.frombuffer(data, dtype=np.uint8), starts, ends, line_numbers, record_numbers,
-                         self.layout.file_columns, self.layout.header_names, self._allowed, self.copy_prefix)
-        result.invalid_copy.append(found.copy_text)
-        result.vector_invalid += int(found.invalid.sum())
-        for k in np.flatnonzero(~found.invalid).tolist():
-            text = data[starts[k]:ends[k]].decode("ascii")  # the pattern ELIGIBLE admits ASCII only
-            self._finish(text.split(","), None, text, True, int(line_numbers[k]), int(record_numbers[k]), result)
+        buf = np.frombuffer(data, dtype=np.uint8)
+        # A block can bring many more lines than a batch holds (a file of mostly invalid rows); their COPY text
+        # is several times their size, so it is made, and handed on, a batch at a time.
+        for at in range(0, len(starts), PendingLines.MAX_LINES):
+            part = slice(at, at + PendingLines.MAX_LINES)
+            found = diagnose(buf, starts[part], ends[part], line_numbers[part], record_numbers[part],
+                             self.layout.file_columns, self.layout.header_names, self._allowed, self.copy_prefix)
+            result.invalid_copy.append(found.copy_text)
+            result.vector_invalid += int(found.invalid.sum())
+            for k in (at + np.flatnonzero(~found.invalid)).tolist():
+                text = data[starts[k]:ends[k]].decode("ascii")  # the pattern ELIGIBLE admits ASCII only
+                self._finish(text.split(","), None, text, True, int(line_numbers[k]), int(record_numbers[k]),
+                             result)
 
     def _process_rows(self, data: bytes, offsets: np.ndarray, bad: list[int], first_line: int, eof: bool,
                       result: BlockResult) -> BlockResult:
