@@ -12,28 +12,28 @@ from customer_ratings.db.migrate import migrations
 from .conftest import AGENCY, assert_consistent, fixture_path
 
 # What version 0001 of the tool left after loading agency_t (load 1) and agency_u (load 2): one partition each.
+_V1_PARTITION = """
+CREATE TABLE customer_rating__{n} (
+    customer TEXT NOT NULL DEFAULT '{agency}' CHECK (customer = '{agency}'), customer_number INTEGER,
+    customer_rating INTEGER, customer_rating_limit INTEGER, customer_status VARCHAR(25),
+    load_id BIGINT NOT NULL DEFAULT {n});
+COMMENT ON TABLE customer_rating__{n} IS 'customer_ratings staging for source {agency}';
+INSERT INTO customer_rating__{n} (customer_number, customer_rating, customer_rating_limit, customer_status)
+VALUES {rows};
+ALTER TABLE customer_rating ATTACH PARTITION customer_rating__{n} FOR VALUES IN ('{agency}');
+"""
 _V1_DATA = """
 INSERT INTO load_history (load_id, source, table_name, file_uri, status, rows_read, rows_loaded, started_at)
 VALUES (1, 'agency_t', 'customer_rating_agency_t', 'file:///t.csv', 'loaded', 2, 2, now()),
        (2, 'agency_u', 'customer_rating_agency_u', 'file:///u.csv', 'loaded', 1, 1, now());
-CREATE TABLE customer_rating__1 (
-    customer TEXT NOT NULL DEFAULT 'agency_t' CHECK (customer = 'agency_t'), customer_number INTEGER,
-    customer_rating INTEGER, customer_rating_limit INTEGER, customer_status VARCHAR(25),
-    load_id BIGINT NOT NULL DEFAULT 1);
-COMMENT ON TABLE customer_rating__1 IS 'customer_ratings staging for source agency_t';
-INSERT INTO customer_rating__1 (customer_number, customer_rating, customer_rating_limit, customer_status)
-VALUES (1, 10, 100, 'high-value'), (2, 20, 200, 'low-value');
-ALTER TABLE customer_rating ATTACH PARTITION customer_rating__1 FOR VALUES IN ('agency_t');
-CREATE TABLE customer_rating__2 (
-    customer TEXT NOT NULL DEFAULT 'agency_u' CHECK (customer = 'agency_u'), customer_number INTEGER,
-    customer_rating INTEGER, customer_rating_limit INTEGER, customer_status VARCHAR(25),
-    load_id BIGINT NOT NULL DEFAULT 2);
-COMMENT ON TABLE customer_rating__2 IS 'customer_ratings staging for source agency_u';
-INSERT INTO customer_rating__2 (customer_number, customer_rating, customer_rating_limit, customer_status)
-VALUES (3, 30, 300, 'low-value');
-ALTER TABLE customer_rating ATTACH PARTITION customer_rating__2 FOR VALUES IN ('agency_u');
+""" + _V1_PARTITION.format(n=1, agency="agency_t", rows="(1, 10, 100, 'high-value'), (2, 20, 200, 'low-value')") \
+    + _V1_PARTITION.format(n=2, agency="agency_u", rows="(3, 30, 300, 'low-value')") + """
 INSERT INTO source_current VALUES ('agency_t', 'customer_rating_agency_t', 1, 'customer_rating__1'),
                                   ('agency_u', 'customer_rating_agency_u', 2, 'customer_rating__2');
+INSERT INTO file_invalid_rows (load_id, source, table_name, file_uri, line_number, record_number, raw_line,
+                               fields, errors, error)
+VALUES (1, 'agency_t', 'customer_rating_agency_t', 'file:///t.csv', 3, 2, 'x,1,1,low-value', '{}',
+        '[{"code": "not_an_integer"}]', 'customer_number: not an integer');
 SELECT setval(pg_get_serial_sequence('load_history', 'load_id'), 2);
 """
 
@@ -60,6 +60,10 @@ def test_a_version_1_database_keeps_its_rows_and_loads_after_the_upgrade(databas
         assert _children(conn) == ["customer_rating__1", "customer_rating__2"]
         rows = conn.execute("SELECT customer, customer_number, load_id FROM customer_rating ORDER BY 2").fetchall()
         assert rows == [("agency_t", 1, 1), ("agency_t", 2, 1), ("agency_u", 3, 2)]
+        assert conn.execute("SELECT load_id, line_number, raw_line FROM file_invalid_rows").fetchall() == [
+            (1, 3, "x,1,1,low-value")]
+        assert conn.execute("""SELECT count(*) FROM information_schema.columns
+                               WHERE table_name = 'file_invalid_rows' AND column_name = 'id'""").fetchone() == (0,)
 
         result = load_source(db, AGENCY, fixture_path("valid_lf"))
         assert result.status == "loaded"
