@@ -17,8 +17,8 @@ from .conftest import AGENCY, assert_consistent, fixture_path, invalid_rows, tab
 # Fixtures with invalid rows of every kind and the standard header; each is loaded as it is (the small-file
 # path) and again followed by enough valid lines to cross PARALLEL_MIN_BYTES.
 FIXTURES = ["every_failing_column", "not_an_integer", "out_of_range", "too_long", "missing_value",
-            "wrong_field_count", "quoted_fields", "invalid_utf8_row", "nul_bytes", "spaces_signs_zeros",
-            "valid_crlf"]
+            "wrong_field_count", "quoted_fields", "status_copy_escapes", "invalid_utf8_row", "nul_bytes",
+            "spaces_signs_zeros", "valid_crlf"]
 
 
 def _padded(fixture: str, folder: Path) -> Path:

@@ -156,3 +156,16 @@ def test_unterminated_quote_at_eof_is_one_invalid_record(db: Database) -> None:
     assert (row[0], row[1]) == (4, 3)
     assert codes(row[4]) == [(None, "malformed_csv")]
     assert row[2] == '1003,30,300,"never closed\n1004,40,400,low-value'
+
+
+def test_statuses_that_look_like_copy_escapes_load_as_written(db: Database) -> None:
+    """The data streams use COPY's text format: backslashes, delimiters and line breaks in a status must
+    arrive as the file has them (and \\N must not become NULL)."""
+    result = load_fixture(db, "status_copy_escapes")
+    assert (result.rows_read, result.rows_loaded, result.rows_invalid) == (7, 7, 0)
+    assert [r[3] for r in table_rows(db, AGENCY.table)] == [
+        "back\\slash", "\\N", "\\.", "comma, inside", "cr\rinside", "tab\there", "\\x41\\t"]
+    consolidated = db.connection().execute(
+        "SELECT customer_status FROM customer_rating WHERE customer = %s ORDER BY customer_number",
+        (AGENCY.name,)).fetchall()
+    assert [r[0] for r in consolidated] == [r[3] for r in table_rows(db, AGENCY.table)]

@@ -33,9 +33,10 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 # Control characters are shown escaped so that a message stays on one line.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-# Printable ASCII without '"' and ',': needs no CSV quoting and is the same in every ASCII-based encoding.
-_STATUS_CHAR = r"[!#-+\--~]"
-_STATUS_FAST = rf"{_STATUS_CHAR}(?:[ !#-+\--~]{{0,{STATUS_MAX_CHARS - 2}}}{_STATUS_CHAR})?"
+# Printable ASCII without '"', ',' and '\\': the same in CSV and in COPY's text format (nothing to quote or
+# escape), and in every ASCII-based encoding.
+_STATUS_CHAR = r"[!#-+\--\[\]-~]"
+_STATUS_FAST = rf"{_STATUS_CHAR}(?:[ !#-+\--\[\]-~]{{0,{STATUS_MAX_CHARS - 2}}}{_STATUS_CHAR})?"
 _SHOWN_CHARS = 40
 
 
@@ -387,7 +388,7 @@ class BlockValidator:
             if error is not None:
                 errors.append(FieldError(column, error[0], f"{column}: {error[1]}"))
             elif column == STATUS_COLUMN:
-                out.append('"' + value.replace('"', '""') + '"')
+                out.append(copy_text_escape(value))
             else:
                 out.append(str(_to_int(value)))
         if errors:
@@ -413,6 +414,13 @@ class BlockValidator:
         if len(fields) > len(names):
             shown["_extra_fields"] = [_printable(v) for v in fields[len(names):]]
         return shown
+
+
+def copy_text_escape(value: str) -> str:
+    """``value`` as a field of COPY's text format with ',' as the delimiter (the data streams' format)."""
+    if "\\" in value or "," in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace(",", "\\,").replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def _to_int(value: str) -> int:
