@@ -119,3 +119,14 @@ def test_embedded_server_is_default_and_stops_afterwards(tmp_path: Path) -> None
     assert (tmp_path / "out" / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes() == (
         SHARED / "seed-sample" / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes()
     assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists(), "the server is stopped at exit"
+
+
+@pytest.mark.parametrize("preset", [None, "4"])
+def test_importing_the_package_leaves_the_blas_setting_as_it_was(preset: str | None) -> None:
+    """numpy is imported with a single OpenBLAS thread (no spinning workers), and the environment is restored."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = "import os, customer_ratings; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(preset)

@@ -3,6 +3,7 @@
 The CLI (``customer_ratings.cli``) and the Airflow DAGs (``dags/``) are thin shells over these calls.
 """
 
+from . import _blas  # noqa: F401  (first: before anything imports numpy)
 from .config import Config, Settings, Source, load_config
 from .db.server import Database, open_database
 from .discovery import Discovery, discover

@@ -6,6 +6,7 @@ Exit codes: 0 every file loaded (invalid rows are not a failure), 1 a file was r
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -187,4 +188,7 @@ def _errors() -> Iterator[None]:
 def main() -> None:
     """Entry point of the ``customer-ratings`` command."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The imports made a few hundred thousand long-lived objects; keep the cyclic GC from walking them again
+    # and again during a load (measured: about 1% of the machine's CPU).
+    gc.freeze()
     app(prog_name="customer-ratings")

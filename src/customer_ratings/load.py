@@ -343,14 +343,17 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
     validator: BlockValidator | None = None
     line = header_lines + 1
     last_bytes = reader.bytes_read
+    reader.count_lines = False  # the validator finds every line end anyway; the reader is told the count
+    reader.lines_returned = header_lines
     while not reader.at_eof:
         data, eof = reader.next_block()
         if validator is None:
             validator = BlockValidator(layout, source, detect_eol(data), copy_prefix=prefix)
         result = validator.process(data, line, eof)
+        line += result.lines
+        reader.lines_returned = line - 1
         if result.consumed < len(data):
             reader.push_back(data[result.consumed:], unfinished=True)
-        line += result.lines
         if result.valid:
             payload = b"".join(result.valid)
             stage.write(payload)

@@ -44,6 +44,9 @@ class BlockReader:
         self._decoder = None if encoding == "utf-8" else codecs.getincrementaldecoder(encoding)("surrogateescape")
         self.lines_returned = 0
         """Line ends handed out so far (minus those pushed back): where the next block starts, in lines."""
+        self.count_lines = True
+        """When False the reader does not count line ends (a pass over every byte): its consumer keeps
+        ``lines_returned`` equal to the lines it has consumed, for the line numbers of the reader's errors."""
         self._pending = b""
         self._eof = False
         self._first = True
@@ -87,16 +90,17 @@ class BlockReader:
         ``unfinished`` marks a record that needs more lines: the next block then reads further before it
         returns, and a record that grows past ``MAX_RECORD_BYTES`` rejects the file.
         """
+        newlines = data.count(b"\n") if self.count_lines else 0
         if unfinished and len(data) > MAX_RECORD_BYTES:
             raise FileRejected(
                 RejectReason.RECORD_TOO_LARGE,
                 f"the quoted record starting here runs over {MAX_RECORD_BYTES >> 20} MiB; "
                 "is a closing quote missing?",
-                line=self.lines_returned - data.count(b"\n") + 1,
+                line=self.lines_returned - newlines + 1,
             )
         self._pending = data + self._pending
         self._grow = unfinished
-        self.lines_returned -= data.count(b"\n")
+        self.lines_returned -= newlines
 
     @property
     def at_eof(self) -> bool:
@@ -129,7 +133,8 @@ class BlockReader:
             cut = data.rfind(b"\n") + 1
             self._pending = data[cut:]
             data = data[:cut]
-        self.lines_returned += data.count(b"\n")
+        if self.count_lines:
+            self.lines_returned += data.count(b"\n")
         return data, self._eof
 
 
