@@ -30,7 +30,7 @@ from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
 from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
 from .parse import BlockReader, read_header
-from .validate import BlockValidator, InvalidRow, detect_eol, plan_layout
+from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ PARALLEL_MIN_BYTES = 8 << 20
 QUEUE_DEPTH = 4
 # The valid lines go to COPY in its text format with ',' as the delimiter: for the lines the fast pattern
 # passes (no quotes, no backslashes) that is the file's own bytes, and the server parses it ~12% faster than
-# CSV. Rows that needed the full parse are written escaped (validate.copy_text_escape).
+# CSV. Rows that needed the full parse are written escaped (validate.copy_text).
 DATA_FORMAT = "FORMAT text, DELIMITER ','"
 STAGE_COMMENT = "customer_ratings staging for source "
 INVALID_COMMENT = "customer_ratings invalid rows for source "
@@ -220,32 +220,44 @@ def _next_load_id(conn: Connection) -> int:
     return int(row[0])
 
 
+def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, attached: bool) -> list[str]:
+    """This agency's tables carrying one of ``comments`` (+ source name), attached by inheritance or not."""
+    return [r[0] for r in conn.execute(
+        sql.SQL(
+            """SELECT c.relname FROM pg_class c
+               JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+               WHERE c.relkind = 'r' AND d.description = ANY(%s)
+                 AND {} EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)"""
+        ).format(sql.SQL("" if attached else "NOT")),
+        ([comment + source.name for comment in comments],),
+    )]
+
+
 def _drop_orphan_stages(conn: Connection, source: Source) -> None:
     """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible)."""
-    rows = conn.execute(
-        """SELECT c.relname FROM pg_class c
-           JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-           WHERE c.relkind = 'r' AND d.description IN (%s, %s)
-             AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)""",
-        (STAGE_COMMENT + source.name, INVALID_COMMENT + source.name),
-    ).fetchall()
-    for (name,) in rows:
+    for name in _tables_of(conn, source, (STAGE_COMMENT, INVALID_COMMENT), attached=False):
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _comment(conn: Connection, table: str, text: str) -> None:
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(text)))
+
+
+def _add_constants(conn: Connection, table: str, columns: list[tuple[str, str, object]]) -> None:
+    """Add NOT NULL columns with constant defaults: kept once in the catalog, not in the rows (no rewrite)."""
+    conn.execute(sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(table), sql.SQL(", ").join(
+        sql.SQL("ADD COLUMN {} {} NOT NULL DEFAULT {}").format(sql.Identifier(name), sql.SQL(kind), sql.Literal(v))
+        for name, kind, v in columns)))
 
 
 def _create_stage(conn: Connection, source: Source, stage: str) -> None:
     """The agency's new slice of customer_rating, in the agency table's shape (``_finish_stage`` completes it)."""
     conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)))
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
-        sql.Identifier(stage), sql.Literal(STAGE_COMMENT + source.name)))
+    _comment(conn, stage, STAGE_COMMENT + source.name)
 
 
 def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
-    """Add ``customer`` and ``load_id`` as constant defaults: kept in the catalog, not in the rows (no rewrite)."""
-    conn.execute(sql.SQL(
-        """ALTER TABLE {stage} ADD COLUMN customer TEXT NOT NULL DEFAULT {name},
-                               ADD COLUMN load_id BIGINT NOT NULL DEFAULT {load_id}"""
-    ).format(stage=sql.Identifier(stage), name=sql.Literal(source.name), load_id=sql.Literal(load_id)))
+    _add_constants(conn, stage, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
 
 
 def _copy_statement(table: str, columns: tuple[str, ...], options: str) -> sql.Composed:
@@ -270,30 +282,28 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
     stage_copy = _copy_statement(stage, layout.copy_columns, DATA_FORMAT)
     parallel = size >= PARALLEL_MIN_BYTES
     helpers = [db.connect(), db.connect()] if parallel else []
-    invalid_child = f"file_invalid_rows__{load_id}" if parallel else None
+    invalid_child = f"file_invalid_rows__{load_id}"
     buffer = _Buffer()
-    streams: list[_CopyStream | _Buffer] = []
+    streams: list[_CopyStream] = []
     try:
-        prefix = "\t".join(_copy_text(str(v)) for v in (load_id, source.name, source.table, uri))
         stage_sink: _CopyStream | _Buffer = buffer
         invalid_sink: IO[bytes] | _CopyStream = spool
+        # The load's columns lead each invalid row, except in the large load's own table (constants there).
+        prefix = "" if parallel else "\t".join(copy_text(str(v)) for v in (load_id, source.name, source.table, uri))
         if parallel:
-            assert invalid_child is not None
             for helper in helpers:
                 helper.execute("BEGIN")
             _create_stage(helpers[0], source, stage)
-            stage_sink = _CopyStream(helpers[0], stage_copy)
             _create_invalid_child(helpers[1], source, invalid_child)
+            stage_sink = _CopyStream(helpers[0], stage_copy)
             invalid_sink = _CopyStream(helpers[1], _copy_statement(invalid_child, ROW_COLUMNS, "FORMAT text"))
             streams += [stage_sink, invalid_sink]
-            prefix = ""  # the child's load columns are constants (``_finish_invalid_child``)
         table_sink = _CopyStream(conn, _copy_statement(source.table, layout.copy_columns, DATA_FORMAT))
         streams.append(table_sink)
         _feed(reader, header_lines, layout, source, stage_sink, table_sink, invalid_sink, prefix, counts, progress)
         for stream in streams:
             stream.close()
         if parallel:
-            assert invalid_child is not None
             _finish_stage(helpers[0], source, stage, load_id)
             _finish_invalid_child(helpers[1], source, invalid_child, load_id, uri)
             for helper in helpers:
@@ -311,7 +321,7 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
             for chunk in buffer.chunks:
                 copy.write(chunk)
         _finish_stage(conn, source, stage, load_id)
-    return invalid_child
+    return invalid_child if parallel else None
 
 
 def _create_invalid_child(conn: Connection, source: Source, child: str) -> None:
@@ -320,21 +330,15 @@ def _create_invalid_child(conn: Connection, source: Source, child: str) -> None:
         """CREATE TABLE {} (line_number BIGINT NOT NULL, record_number BIGINT NOT NULL, raw_line TEXT NOT NULL,
                             fields JSONB, errors JSONB NOT NULL, error TEXT NOT NULL)"""
     ).format(sql.Identifier(child)))
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
-        sql.Identifier(child), sql.Literal(INVALID_COMMENT + source.name)))
+    _comment(conn, child, INVALID_COMMENT + source.name)
 
 
 def _finish_invalid_child(conn: Connection, source: Source, child: str, load_id: int, uri: str) -> None:
-    """The load's columns as constant defaults (stored once, in the catalog), and a CHECK on load_id so that
-    queries for other loads skip this table."""
-    conn.execute(sql.SQL(
-        """ALTER TABLE {child} ADD COLUMN load_id BIGINT NOT NULL DEFAULT {load_id},
-                               ADD COLUMN source TEXT NOT NULL DEFAULT {source},
-                               ADD COLUMN table_name TEXT NOT NULL DEFAULT {table},
-                               ADD COLUMN file_uri TEXT NOT NULL DEFAULT {uri},
-                               ADD CHECK (load_id = {load_id})"""
-    ).format(child=sql.Identifier(child), load_id=sql.Literal(load_id), source=sql.Literal(source.name),
-             table=sql.Literal(source.table), uri=sql.Literal(uri)))
+    """The load's columns as constants, and a CHECK on load_id so that queries for other loads skip it."""
+    _add_constants(conn, child, [("load_id", "BIGINT", load_id), ("source", "TEXT", source.name),
+                                 ("table_name", "TEXT", source.table), ("file_uri", "TEXT", uri)])
+    conn.execute(sql.SQL("ALTER TABLE {} ADD CHECK (load_id = {})").format(
+        sql.Identifier(child), sql.Literal(load_id)))
 
 
 def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stage: _CopyStream | _Buffer,
@@ -359,7 +363,7 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
             stage.write(payload)
             table.write(payload)
         if result.invalid:
-            invalid.write(_invalid_copy_text(result.invalid, prefix))
+            invalid.write(_invalidcopy_text(result.invalid, prefix))
         for text in result.invalid_copy:
             invalid.write(text)
         counts.loaded += result.valid_rows
@@ -385,16 +389,7 @@ def _check_file_rules(source: Source, counts: _Counts) -> None:
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
-def _copy_text(value: str | None) -> str:
-    """A value in COPY's text format (most values need no escaping: test before replacing)."""
-    if value is None:
-        return "\\N"
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _invalid_copy_text(rows: list[InvalidRow], prefix: str) -> bytes:
+def _invalidcopy_text(rows: list[InvalidRow], prefix: str) -> bytes:
     """COPY text lines of file_invalid_rows for ``rows`` (``prefix``: the load's columns, if the table has them)."""
     out = []
     encode = _JSON.encode
@@ -402,8 +397,8 @@ def _invalid_copy_text(rows: list[InvalidRow], prefix: str) -> bytes:
     for row in rows:
         fields = encode(row.fields) if row.fields is not None else None
         errors = encode([e.as_json() for e in row.errors])
-        out.append(lead + "\t".join((str(row.line_number), str(row.record_number), _copy_text(row.raw),
-                                      _copy_text(fields), _copy_text(errors), _copy_text(row.summary))))
+        out.append(lead + "\t".join((str(row.line_number), str(row.record_number), copy_text(row.raw),
+                                      copy_text(fields), copy_text(errors), copy_text(row.summary))))
     return ("\n".join(out) + "\n").encode("utf-8")
 
 
@@ -426,12 +421,7 @@ def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | Non
     """
     # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
     conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-    old = [r[0] for r in conn.execute(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-           JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-           WHERE i.inhparent = 'customer_rating'::regclass AND d.description = %s""",
-        (STAGE_COMMENT + source.name,),
-    )]
+    old = _tables_of(conn, source, (STAGE_COMMENT,), attached=True)
     for name in old:
         conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
     conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
@@ -569,9 +559,3 @@ class _Buffer:
             raise FileRejected(RejectReason.FILE_CHANGED, "the file grew while it was read: the agency may still "
                                "be writing it; run again once it is complete")
         self.chunks.append(data)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.chunks.clear()

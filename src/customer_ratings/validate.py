@@ -388,7 +388,7 @@ class BlockValidator:
             if error is not None:
                 errors.append(FieldError(column, error[0], f"{column}: {error[1]}"))
             elif column == STATUS_COLUMN:
-                out.append(copy_text_escape(value))
+                out.append(copy_text(value, ","))
             else:
                 out.append(str(_to_int(value)))
         if errors:
@@ -416,10 +416,14 @@ class BlockValidator:
         return shown
 
 
-def copy_text_escape(value: str) -> str:
-    """``value`` as a field of COPY's text format with ',' as the delimiter (the data streams' format)."""
-    if "\\" in value or "," in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace(",", "\\,").replace("\n", "\\n").replace("\r", "\\r")
+def copy_text(value: str | None, delimiter: str = "\t") -> str:
+    """``value`` as a field of COPY's text format: ``\\N`` for None, else backslash, line breaks and the
+    delimiter escaped (most values need none: test before replacing)."""
+    if value is None:
+        return "\\N"
+    if "\\" in value or delimiter in value or "\n" in value or "\r" in value:
+        return (value.replace("\\", "\\\\").replace(delimiter, "\\" + delimiter)
+                .replace("\n", "\\n").replace("\r", "\\r"))
     return value
 
 
