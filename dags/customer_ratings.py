@@ -285,7 +285,7 @@ def customer_ratings_load() -> None:
         with library_errors(f"{name}: "):
             source = sources_config().source(name)
             with open_database(settings()) as db:
-                result = load_source(db, source, path, force=False)
+                result = load_source(db, source, path, force=False, as_of=run_date(context))
         summary = {
             "source": name,
             "file": str(path),
@@ -347,7 +347,7 @@ def customer_ratings_report() -> None:
         day = report_date(context)
         output_dir = required_dir("customer_ratings_output_dir")
         with library_errors("cannot write the report: "), open_database(settings()) as db:
-            path = write_report(db, output_dir, day)
+            path = write_report(db, output_dir, day, [s.name for s in sources_config().sources])
         log.info("report for %s written: %s", day, path)
         return str(path)
 

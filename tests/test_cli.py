@@ -65,16 +65,22 @@ def test_run_end_to_end_exit_codes(cli_env: str, tmp_path: Path) -> None:
     copy_fixture("valid_crlf", data, "Customer Rating Agency A Inc.csv")
     copy_fixture("not_an_integer", data, "Customer Rating Agency B Inc.csv")
     (data / "readme.txt").write_text("not a data file")
-    ok = cli("run", "--data-dir", str(data), "--output-dir", str(out), "--date", "2025-05-13", "--quiet")
+    # Only agencies A and B: a configured agency without a file is `missing` (exit 1).
+    config = tmp_path / "sources.toml"
+    config.write_text("".join(
+        f'[[sources]]\nname = "agency_{x}"\ntable = "customer_rating_agency_{x}"\n'
+        f'file_pattern = "Customer Rating Agency {x.upper()} Inc*.csv"\n' for x in "ab"))
+    cfg = ("--config", str(config))
+    ok = cli("run", "--data-dir", str(data), "--output-dir", str(out), "--date", "2025-05-13", "--quiet", *cfg)
     assert ok.returncode == 0, ok.stderr
     assert "unmatched files (left alone): readme.txt" in ok.stdout
     assert "unchanged" not in ok.stdout
     report = (out / "Customer_Rating_Aggregate_Report_20250513.csv").read_text().splitlines()
     assert report[1:] == ["agency_a,3,60,1,0,0.00", "agency_b,1,10,1,5,83.33"]
-    again = cli("load", "--data-dir", str(data), "--quiet")
+    again = cli("load", "--data-dir", str(data), "--quiet", "--date", "2025-05-13", *cfg)
     assert again.returncode == 0 and again.stdout.count("unchanged") == 2
     copy_fixture("missing_column", data, "Customer Rating Agency A Inc_2.csv")
-    rejected = cli("run", "--data-dir", str(data), "--output-dir", str(out), "--date", "2025-05-14")
+    rejected = cli("run", "--data-dir", str(data), "--output-dir", str(out), "--date", "2025-05-14", *cfg)
     assert rejected.returncode == 1
     errors = [line for line in rejected.stderr.splitlines() if line.startswith("error:")]
     assert errors == [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,12 +32,12 @@ from rich.table import Table
 
 from .config import Config, Settings, Source, load_config
 from .db.migrate import ensure_agency_tables
-from .db.server import open_database
+from .db.server import Database, open_database
 from .discovery import discover
 from .errors import ConfigError, CustomerRatingsError
 from .load import ProgressFn
 from .pipeline import RunSummary, init_database, load_sources
-from .report import write_report
+from .report import report_notes, write_report
 
 app = typer.Typer(
     add_completion=False,
@@ -57,7 +58,9 @@ ConfigOpt = Annotated[
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Folder holding the agencies' CSV files.")]
 OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder the report is written into.")]
 DateOpt = Annotated[
-    str | None, typer.Option("--date", help="Report date, YYYY-MM-DD. Default: today.", metavar="YYYY-MM-DD")
+    str | None,
+    typer.Option("--date", help="The as-of date the files are for, YYYY-MM-DD. Default: today (local time).",
+                 metavar="YYYY-MM-DD"),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Load files even when unchanged since the last load.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
@@ -73,22 +76,22 @@ def init(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def load(data_dir: DataDirOpt, config: ConfigOpt = None, force: ForceOpt = False,
+def load(data_dir: DataDirOpt, date_: DateOpt = None, config: ConfigOpt = None, force: ForceOpt = False,
          quiet: QuietOpt = False) -> None:
-    """Load each agency's newest file from DATA_DIR, replacing that agency's previous data."""
+    """Load each agency's file for the date from DATA_DIR, replacing that agency's older data."""
     with _errors():
-        summary = _load(data_dir, config, force, quiet)
+        summary = _load(data_dir, config, force, quiet, _parse_date(date_))
     raise typer.Exit(summary.exit_code)
 
 
 @app.command()
-def report(output_dir: OutputDirOpt, date_: DateOpt = None) -> None:
-    """Write Customer_Rating_Aggregate_Report_YYYYMMDD.csv from the agencies' current loads."""
+def report(output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = None) -> None:
+    """Write Customer_Rating_Aggregate_Report_YYYYMMDD.csv from each agency's load current as of the date."""
     with _errors():
         day = _parse_date(date_)
+        cfg = load_config(config)
         with open_database(Settings.from_env()) as db:
-            path = write_report(db, output_dir, day)
-    stderr.print(f"report written: {path}")
+            _write_report(db, cfg, output_dir, day)
 
 
 @app.command()
@@ -97,25 +100,36 @@ def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, c
     """Load every agency (as `load`), then write the report (as `report`)."""
     with _errors():
         day = _parse_date(date_)
-        summary = _load(data_dir, config, force, quiet, report_to=(output_dir, day))
+        summary = _load(data_dir, config, force, quiet, day, report_to=output_dir)
     raise typer.Exit(summary.exit_code)
 
 
-def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool,
-          report_to: tuple[Path, date] | None = None) -> RunSummary:
+def _write_report(db: Database, cfg: Config, output_dir: Path, day: date) -> None:
+    names = [src.name for src in cfg.sources]
+    path = write_report(db, output_dir, day, names)
+    for note in report_notes(db, day, names):
+        stderr.print(f"note: {note}", markup=False, highlight=False)
+    stderr.print(f"report written: {path}", markup=False, highlight=False)
+
+
+def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date,
+          report_to: Path | None = None) -> RunSummary:
     cfg = load_config(config_path)
     found = discover(cfg, data_dir)  # config and folder problems stop us before the database starts
     with open_database(Settings.from_env()) as db:
         ensure_agency_tables(db.connection(), cfg)
         with _progress(quiet) as on_file:
-            summary = load_sources(db, cfg, data_dir, force=force, progress=on_file, discovery=found)
+            summary = load_sources(db, cfg, data_dir, force=force, progress=on_file, discovery=found, as_of=day)
         _print_summary(summary, cfg)
         if report_to is not None:
-            path = write_report(db, *report_to)
-            stderr.print(f"report written: {path}")
+            _write_report(db, cfg, report_to, day)
     for result in summary.results:
         if result.status in ("rejected", "failed"):
             stderr.print(f"error: {result.source}: {result.error}", markup=False, highlight=False)
+    for name in summary.missing:
+        pattern = next(src.file_pattern for src in cfg.sources if src.name == name)
+        stderr.print(f"error: {name}: no file for {day} matching {pattern!r} in {data_dir}; it keeps its data",
+                     markup=False, highlight=False)
     return summary
 
 
@@ -148,10 +162,13 @@ def _print_summary(summary: RunSummary, cfg: Config) -> None:
         table.add_column(column, justify="right" if column in ("read", "loaded", "invalid") else "left")
     styles = {"loaded": "green", "unchanged": "cyan", "rejected": "red", "failed": "red"}
     for r in summary.results:
-        table.add_row(escape(r.source), escape(r.path.name), f"[{styles[r.status]}]{r.status}[/]", f"{r.rows_read:,}",
+        status = f"[{styles[r.status]}]{r.status}[/]"
+        if r.backfill:
+            status += f" (backfill: current data is from {r.current_as_of})"
+        table.add_row(escape(r.source), escape(r.path.name), status, f"{r.rows_read:,}",
                       f"{r.rows_loaded:,}", f"{r.rows_invalid:,}")
     for name in summary.missing:
-        table.add_row(escape(name), "-", "[yellow]no file[/]", "", "", "")
+        table.add_row(escape(name), "-", "[red]missing[/]", "", "", "")
     stdout.print(table)
     if summary.unmatched:
         names = ", ".join(p.name for p in summary.unmatched)
@@ -162,6 +179,8 @@ def _parse_date(value: str | None) -> date:
     if value is None:
         return date.today()
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20251130 and 2025W011
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"--date {value!r} is not a date: use YYYY-MM-DD, e.g. 2025-05-13") from None

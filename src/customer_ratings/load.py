@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
 from typing import IO, Any, BinaryIO
@@ -46,7 +46,7 @@ QUEUE_DEPTH = 4
 # passes (no quotes, no backslashes) that is the file's own bytes, and the server parses it ~12% faster than
 # CSV. Rows that needed the full parse are written escaped (validate.copy_text).
 DATA_FORMAT = "FORMAT text, DELIMITER ','"
-STAGE_COMMENT = "customer_ratings staging for source "
+CHILD_COMMENT = "customer_ratings child for source "
 INVALID_COMMENT = "customer_ratings invalid rows for source "
 LOAD_COLUMNS = ("load_id", "source", "table_name", "file_uri")
 ROW_COLUMNS = ("line_number", "record_number", "raw_line", "fields", "errors", "error")
@@ -73,6 +73,17 @@ class LoadResult:
     seconds: float = 0.0
     reason: str | None = None
     """For a rejected file, the RejectReason value (e.g. ``file_changed``: worth retrying later)."""
+    as_of: date | None = None
+    """The day the file is for."""
+    current_as_of: date | None = None
+    """For a backfill (``as_of`` older than the agency's current data): the as-of date of the data that stays."""
+    data_load_id: int | None = None
+    """The load whose rows stand for this one: itself when loaded, the current load when unchanged."""
+
+    @property
+    def backfill(self) -> bool:
+        """Loaded for an older day than the agency's current data, which it therefore did not replace."""
+        return self.current_as_of is not None
 
 
 @dataclass
@@ -80,17 +91,31 @@ class _Counts:
     read: int = 0
     loaded: int = 0
     invalid: int = 0
+    rating_sum: int | None = None
+    high_value: int | None = None
+
+
+@dataclass(frozen=True)
+class _Current:
+    """The agency's current data when the load starts (under its lock)."""
+
+    load_id: int | None
+    as_of: date | None
 
 
 def load_source(db: Database, source: Source, path: Path, *, force: bool = False,
-                progress: ProgressFn | None = None) -> LoadResult:
-    """Load ``path`` as the new snapshot of ``source``.
+                progress: ProgressFn | None = None, as_of: date | None = None) -> LoadResult:
+    """Load ``path`` as the snapshot of ``source`` for the day ``as_of`` (default: today, local time).
+
+    The agency's tables take the new rows unless the agency already holds data of a later day (a backfill:
+    recorded in full in the history, with its numbers and invalid rows, but the newer data stays).
 
     Returns a LoadResult whose status is ``loaded``, ``unchanged`` or ``rejected`` (a rejected file changed no
     data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
     underneath the load, DatabaseError when it refuses it; nothing of the load is committed then.
     """
     started = datetime.now(UTC)
+    day = as_of or date.today()
     clock = time.perf_counter()
     counts = _Counts()
     size: int | None = None
@@ -98,18 +123,19 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     try:
         with _open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
-            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress)
+            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day)
     except FileRejected as exc:
         where = f" (line {exc.line})" if exc.line else ""
         message = f"{path.name}{where}: {exc}"
-        load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
+        load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value,
+                          day)
         _cleanup(db, source)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
-                          seconds=time.perf_counter() - clock, reason=exc.reason.value)
+                          seconds=time.perf_counter() - clock, reason=exc.reason.value, as_of=day)
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _record(db, source, uri, size, None, "failed", counts, started, detail, None)
+        _record(db, source, uri, size, None, "failed", counts, started, detail, None, day)
         _cleanup(db, source)
         message = (f"{path.name}: the database failed during the load ({detail}); nothing of it was committed "
                    "and the previous data is intact")
@@ -117,6 +143,13 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
             raise TransientDatabaseError(message + ": run again") from exc
         raise DatabaseError(message + ": please report this with the file") from exc
     return LoadResult(**{**result.__dict__, "seconds": time.perf_counter() - clock})
+
+
+def record_missing(db: Database, source: Source, searched: str, as_of: date | None = None) -> int | None:
+    """Record that ``source`` had no file for the day ``as_of`` in ``searched`` (status ``missing``); the agency
+    keeps its data. Returns the history row's load id (None if even that could not be written)."""
+    return _record(db, source, searched, None, None, "missing", _Counts(), datetime.now(UTC),
+                   f"no file matching {source.file_pattern!r}", None, as_of or date.today())
 
 
 def _open_regular(path: Path) -> BinaryIO:
@@ -138,18 +171,23 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
-                    started: datetime, counts: _Counts, progress: ProgressFn | None) -> LoadResult:
+                    started: datetime, counts: _Counts, progress: ProgressFn | None, day: date) -> LoadResult:
     conn = db.connection()
     uri = path.absolute().as_uri()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (AGENCY_LOCK_NAMESPACE, source.name))
+        current = _current(conn, source)
         if not force:
             unchanged = _unchanged(conn, source, fh, size)
             if unchanged is not None:
-                load_id = _insert_history(conn, source, uri, size, unchanged, "unchanged", counts, started,
-                                          None, None, force)
-                return LoadResult(source.name, path, "unchanged", load_id=load_id, file_size=size,
-                                  sha256=unchanged)
+                same = _counts_of(conn, current.load_id)
+                load_id = _insert_history(conn, source, uri, size, unchanged, "unchanged", same, started,
+                                          None, None, force, as_of=day, data_load_id=current.load_id)
+                return LoadResult(source.name, path, "unchanged", same.read, same.loaded, same.invalid,
+                                  load_id=load_id, file_size=size, sha256=unchanged, as_of=day,
+                                  data_load_id=current.load_id)
+        # A file for an older day than the agency's current data: recorded in full, replaces nothing.
+        backfill = current.as_of is not None and day < current.as_of
         _drop_orphan_stages(conn, source)
         _ensure_table(conn, source)
         load_id = _next_load_id(conn)
@@ -157,7 +195,8 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         reader = BlockReader(fh, source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
             t0 = time.perf_counter()
-            invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress)
+            invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress,
+                                    backfill)
             t1 = time.perf_counter()
             sha = reader.sha256.hexdigest()
             if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
@@ -169,21 +208,54 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
             _check_file_rules(source, counts)
             _copy_invalid(conn, spool)
             t2 = time.perf_counter()
-        replaced = _swap(conn, source, stage, invalid_child)
+        _aggregate(conn, stage, counts)
+        if backfill:
+            replaced = [stage]  # its numbers are kept in the history; its rows are not current
+            if invalid_child is not None:
+                _attach_invalid(conn, invalid_child)
+        else:
+            replaced = _swap(conn, source, stage, invalid_child)
         _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
-                        load_id=load_id)
-        conn.execute(
-            """INSERT INTO source_current (source, table_name, load_id, partition) VALUES (%s, %s, %s, %s)
-               ON CONFLICT (source) DO UPDATE
-               SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id, partition = EXCLUDED.partition""",
-            (source.name, source.table, load_id, stage),
-        )
+                        load_id=load_id, as_of=day, data_load_id=load_id)
+        if not backfill:
+            conn.execute(
+                """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (source) DO UPDATE
+                   SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
+                       child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
+                (source.name, source.table, load_id, stage, day),
+            )
     t3 = time.perf_counter()
     _drop_replaced(db, replaced)
     log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old slice dropped %.3f s",
              source.name, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
-                      size, sha)
+                      size, sha, as_of=day, current_as_of=current.as_of if backfill else None,
+                      data_load_id=load_id)
+
+
+def _current(conn: Connection, source: Source) -> _Current:
+    row = conn.execute("SELECT load_id, as_of_date FROM source_current WHERE source = %s",
+                       (source.name,)).fetchone()
+    return _Current(None, None) if row is None else _Current(row[0], row[1])
+
+
+def _counts_of(conn: Connection, load_id: int | None) -> _Counts:
+    """The counts and numbers of a committed load (for an unchanged file: the load that stays current)."""
+    row = conn.execute(
+        """SELECT rows_read, rows_loaded, rows_invalid, sum_customer_rating, high_value_count
+           FROM load_history WHERE load_id = %s""", (load_id,)).fetchone()
+    return _Counts() if row is None else _Counts(*row)
+
+
+def _aggregate(conn: Connection, stage: str, counts: _Counts) -> None:
+    """The report's numbers of the new rows, computed once by the server and kept in the history row."""
+    row = conn.execute(sql.SQL(
+        """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
+           FROM {}""").format(sql.Identifier(stage))).fetchone()
+    assert row is not None
+    counts.rating_sum, counts.high_value = int(row[0]), int(row[1])
 
 
 def _unchanged(conn: Connection, source: Source, fh: BinaryIO, size: int) -> str | None:
@@ -235,7 +307,7 @@ def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, a
 
 def _drop_orphan_stages(conn: Connection, source: Source) -> None:
     """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible)."""
-    for name in _tables_of(conn, source, (STAGE_COMMENT, INVALID_COMMENT), attached=False):
+    for name in _tables_of(conn, source, (CHILD_COMMENT, INVALID_COMMENT), attached=False):
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
@@ -253,7 +325,7 @@ def _add_constants(conn: Connection, table: str, columns: list[tuple[str, str, o
 def _create_stage(conn: Connection, source: Source, stage: str) -> None:
     """The agency's new slice of customer_rating, in the agency table's shape (``_finish_stage`` completes it)."""
     conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)))
-    _comment(conn, stage, STAGE_COMMENT + source.name)
+    _comment(conn, stage, CHILD_COMMENT + source.name)
 
 
 def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
@@ -268,7 +340,8 @@ def _copy_statement(table: str, columns: tuple[str, ...], options: str) -> sql.C
 
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
-            uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None) -> str | None:
+            uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None,
+            backfill: bool = False) -> str | None:
     """Validate the file block by block while COPY streams the valid lines into the agency table and into
     the agency's new slice of customer_rating.
 
@@ -278,7 +351,8 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
     """
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
-    conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+    if not backfill:
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
     stage_copy = _copy_statement(stage, layout.copy_columns, DATA_FORMAT)
     parallel = size >= PARALLEL_MIN_BYTES
     helpers = [db.connect(), db.connect()] if parallel else []
@@ -298,8 +372,10 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
             stage_sink = _CopyStream(helpers[0], stage_copy)
             invalid_sink = _CopyStream(helpers[1], _copy_statement(invalid_child, ROW_COLUMNS, "FORMAT text"))
             streams += [stage_sink, invalid_sink]
-        table_sink = _CopyStream(conn, _copy_statement(source.table, layout.copy_columns, DATA_FORMAT))
-        streams.append(table_sink)
+        table_sink: _CopyStream | _Discard = _Discard()
+        if not backfill:
+            table_sink = _CopyStream(conn, _copy_statement(source.table, layout.copy_columns, DATA_FORMAT))
+            streams.append(table_sink)
         _feed(reader, header_lines, layout, source, stage_sink, table_sink, invalid_sink, prefix, counts, progress)
         for stream in streams:
             stream.close()
@@ -342,7 +418,7 @@ def _finish_invalid_child(conn: Connection, source: Source, child: str, load_id:
 
 
 def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stage: _CopyStream | _Buffer,
-          table: _CopyStream, invalid: IO[bytes] | _CopyStream, prefix: str, counts: _Counts,
+          table: _CopyStream | _Discard, invalid: IO[bytes] | _CopyStream, prefix: str, counts: _Counts,
           progress: ProgressFn | None) -> None:
     validator: BlockValidator | None = None
     line = header_lines + 1
@@ -421,13 +497,17 @@ def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | Non
     """
     # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
     conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-    old = _tables_of(conn, source, (STAGE_COMMENT,), attached=True)
+    old = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
     for name in old:
         conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
     conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
     if invalid_child is not None:
-        conn.execute(sql.SQL("ALTER TABLE {} INHERIT file_invalid_rows").format(sql.Identifier(invalid_child)))
+        _attach_invalid(conn, invalid_child)
     return old
+
+
+def _attach_invalid(conn: Connection, invalid_child: str) -> None:
+    conn.execute(sql.SQL("ALTER TABLE {} INHERIT file_invalid_rows").format(sql.Identifier(invalid_child)))
 
 
 def _drop_replaced(db: Database, names: list[str]) -> None:
@@ -444,28 +524,36 @@ def _drop_replaced(db: Database, names: list[str]) -> None:
 
 def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
                     status: str, counts: _Counts, started: datetime, error: str | None,
-                    error_code: str | None, forced: bool = False, load_id: int | None = None) -> int:
+                    error_code: str | None, forced: bool = False, load_id: int | None = None,
+                    as_of: date | None = None, data_load_id: int | None = None) -> int:
+    # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
+    # numbers, so that a report for its day reads one row.
+    keeps = status in ("loaded", "unchanged")
     row = conn.execute(
         """INSERT INTO load_history (load_id, source, table_name, file_uri, file_size, sha256, status,
-                                     rows_read, rows_loaded, rows_invalid, error_code, error, forced, started_at)
+                                     rows_read, rows_loaded, rows_invalid, error_code, error, forced, started_at,
+                                     as_of_date, data_load_id, sum_customer_rating, high_value_count)
            VALUES (COALESCE(%s, nextval(pg_get_serial_sequence('load_history', 'load_id'))),
-                   %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING load_id""",
         (load_id, source.name, source.table, uri, size, sha, status, counts.read,
-         counts.loaded if status == "loaded" else 0, counts.invalid if status == "loaded" else 0,
-         error_code, error, forced, started),
+         counts.loaded if keeps else 0, counts.invalid if keeps else 0,
+         error_code, error, forced, started, as_of, data_load_id,
+         counts.rating_sum if keeps else None, counts.high_value if keeps else None),
     ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def _record(db: Database, source: Source, uri: str, size: int | None, sha: str | None, status: str,
-            counts: _Counts, started: datetime, error: str, error_code: str | None) -> int | None:
+            counts: _Counts, started: datetime, error: str, error_code: str | None,
+            as_of: date | None = None) -> int | None:
     """Best effort: record a rejected or failed file in the history, in a transaction of its own."""
     try:
         conn = db.connection()
         with conn.transaction():
-            return _insert_history(conn, source, uri, size, sha, status, counts, started, error, error_code)
+            return _insert_history(conn, source, uri, size, sha, status, counts, started, error, error_code,
+                                   as_of=as_of)
     except psycopg.Error as exc:
         log.warning("could not record the %s load of %s in load_history: %s", status, source.name, exc)
         db.discard_connection()
@@ -541,6 +629,13 @@ class _CopyStream:
 
 class _Aborted(Exception):
     pass
+
+
+class _Discard:
+    """Where a backfill's agency-table stream goes: the agency keeps its newer rows."""
+
+    def write(self, data: bytes) -> None:
+        """Drop ``data``."""
 
 
 class _Buffer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from .config import Config, Settings, Source
@@ -12,7 +13,7 @@ from .db.migrate import ensure_agency_tables
 from .db.server import Database, open_database
 from .discovery import Discovery, discover
 from .errors import CustomerRatingsError
-from .load import LoadResult, ProgressFn, load_source
+from .load import LoadResult, ProgressFn, load_source, record_missing
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,13 @@ class RunSummary:
     missing: list[str] = field(default_factory=list)
     """Configured sources with no file in the data folder."""
 
+    as_of: date | None = None
+    """The day the run loaded files for."""
+
     @property
     def exit_code(self) -> int:
-        """0 when every file loaded (or was unchanged), 1 when one was rejected or failed."""
-        return 1 if any(r.status in ("rejected", "failed") for r in self.results) else 0
+        """0 when every file loaded (or was unchanged), 1 when one was rejected, missing or failed."""
+        return 1 if self.missing or any(r.status in ("rejected", "failed") for r in self.results) else 0
 
 
 def init_database(settings: Settings, config: Config) -> None:
@@ -40,21 +44,25 @@ def init_database(settings: Settings, config: Config) -> None:
 
 def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: bool = False,
                  progress: Callable[[Source, Path], ProgressFn | None] | None = None,
-                 discovery: Discovery | None = None) -> RunSummary:
-    """Load the day's file of every configured source found in ``data_dir``, one after the other.
+                 discovery: Discovery | None = None, as_of: date | None = None) -> RunSummary:
+    """Load the file of every configured source found in ``data_dir`` for the day ``as_of`` (default today),
+    one after the other.
 
-    A rejected or failed file does not stop the others; its agency keeps its previous data.
+    A rejected or failed file does not stop the others; its agency keeps its previous data. A source with no
+    file is recorded as ``missing`` (and keeps its data too).
     """
+    day = as_of or date.today()
     found = discovery or discover(config, data_dir)
-    summary = RunSummary(unmatched=found.unmatched)
+    summary = RunSummary(unmatched=found.unmatched, as_of=day)
     for src in config.sources:
         path = found.selected.get(src.name)
         if path is None:
             summary.missing.append(src.name)
+            record_missing(db, src, Path(data_dir).absolute().as_uri(), day)
             continue
         callback = progress(src, path) if progress else None
         try:
-            result = load_source(db, src, path, force=force, progress=callback)
+            result = load_source(db, src, path, force=force, progress=callback, as_of=day)
         except CustomerRatingsError as exc:
             log.error("%s", exc)
             result = LoadResult(src.name, path, "failed", error=str(exc))

@@ -7,6 +7,8 @@ import ctypes
 import io
 import os
 import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -99,14 +101,80 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def report_rows(db: Database) -> list[tuple[object, ...]]:
-    """The report's rows, computed by report.sql in one statement (one consistent snapshot)."""
-    query = resources.files(__package__).joinpath("report.sql").read_text("utf-8")
-    return db.connection().execute(query.encode()).fetchall()
+def _query(name: str) -> bytes:
+    return resources.files(__package__).joinpath(name).read_text("utf-8").encode()
 
 
-def write_report(db: Database, output_dir: Path | str, report_date: date) -> Path:
+def _sources(db: Database, sources: Sequence[str] | None) -> list[str]:
+    if sources is not None:
+        return list(sources)
+    return [r[0] for r in db.connection().execute("SELECT DISTINCT source FROM load_history")]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One agency's line of the report, with the as-of date and load it comes from."""
+
+    values: tuple[object, ...]
+    as_of: date
+    load_id: int
+
+    def __iter__(self) -> Iterator[object]:
+        """The report's six values, as written to the CSV."""
+        return iter(self.values)
+
+    @property
+    def customer(self) -> str:
+        """The agency."""
+        return str(self.values[0])
+
+    @property
+    def complete(self) -> bool:
+        """False for a load older than as-of dates whose numbers were not recorded."""
+        return all(v is not None for v in self.values)
+
+
+def report_rows(db: Database, report_date: date | None = None,
+                sources: Sequence[str] | None = None) -> list[ReportRow]:
+    """The report's rows for ``report_date`` (default today) over ``sources`` (default: every agency in the
+    history), from each agency's load current as of that date (report.sql, one statement)."""
+    params = {"day": report_date or date.today(), "sources": _sources(db, sources)}
+    return [ReportRow(tuple(r[:6]), r[6], r[7]) for r in db.connection().execute(_query("report.sql"), params)]
+
+
+def report_notes(db: Database, report_date: date, sources: Sequence[str] | None = None,
+                 rows: Sequence[ReportRow] | None = None) -> list[str]:
+    """What a reader of the report for ``report_date`` should know that its fixed columns cannot say: agencies
+    whose row is from an older day (their file for the day was rejected, missing or not loaded yet), agencies
+    with no load at all as of the day, and rows whose numbers predate as-of dates."""
+    names = _sources(db, sources)
+    rows = list(rows) if rows is not None else report_rows(db, report_date, names)
+    day = {r[0]: r[1:] for r in db.connection().execute(_query("report_day.sql"),
+                                                        {"day": report_date, "sources": names})}
+    by_source = {r.customer: r for r in rows}
+    notes = []
+    for name in sorted(names):
+        row = by_source.get(name)
+        status, code, _error = day.get(name, (None, None, None))
+        what = {None: "no load for that day", "missing": "its file for that day is missing",
+                "rejected": f"its file for that day was rejected ({code})",
+                "failed": "its load for that day failed"}.get(status)
+        if row is None:
+            notes.append(f"{name}: not in the report: no loaded file as of {report_date}"
+                         + (f"; {what}" if status else ""))
+        elif not row.complete:
+            notes.append(f"{name}: not in the report: its load {row.load_id} of {row.as_of} predates as-of "
+                         "dates, and its numbers were not recorded")
+        elif row.as_of < report_date and what is not None:
+            notes.append(f"{name}: {what}; its row is from {row.as_of} (load {row.load_id})")
+    return notes
+
+
+def write_report(db: Database, output_dir: Path | str, report_date: date,
+                 sources: Sequence[str] | None = None) -> Path:
     """Write the report for ``report_date`` into ``output_dir`` atomically and return its path.
+
+    One row per agency of ``sources`` (default: every agency in the history) with a load as of that date.
 
     The CSV is written completely and flushed to disk before it is renamed over the target (see
     ``_write_atomically``), so neither a reader nor a crash ever sees a half-written report.
@@ -119,7 +187,7 @@ def write_report(db: Database, output_dir: Path | str, report_date: date) -> Pat
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
-    writer.writerows(report_rows(db))
+    writer.writerows(r.values for r in report_rows(db, report_date, sources) if r.complete)
     target = output_dir / report_name(report_date)
     _remove_stale_temporaries(output_dir)
     _write_atomically(output_dir, target, text.getvalue().encode("utf-8"))

@@ -1,29 +1,26 @@
--- The aggregate report: one row per agency with a loaded file, from its current load only.
--- Reads the consolidated table (never the agency tables) in one statement, so one snapshot.
-WITH loaded AS (
-    SELECT customer,
-           count(*)                                                  AS n,
-           sum(customer_rating)                                      AS rating_sum,
-           count(*) FILTER (WHERE customer_status = 'high-value')    AS high_value
-    FROM customer_rating
-    GROUP BY customer
-), invalid AS (
-    -- The load's own count, committed with its rows of file_invalid_rows (and equal to their number): read
-    -- from the history so that the report does not scan every invalid row ever kept.
-    SELECT h.load_id, h.rows_invalid AS n
+-- The aggregate report for a date: per configured agency, the numbers of its load current as of that date
+-- (its latest loaded or unchanged file with as-of date <= the report date), read from the history, where each
+-- load's numbers were committed with its rows. No scan of the data: a report for any past date is the same
+-- whenever it is written. Parameters: %(day)s, %(sources)s (the configured agencies).
+WITH current_as_of AS (
+    SELECT DISTINCT ON (h.source) h.source, h.data_load_id, h.as_of_date
     FROM load_history h
-    JOIN source_current c ON c.load_id = h.load_id
+    WHERE h.source = ANY(%(sources)s)
+      AND h.status IN ('loaded', 'unchanged')
+      AND h.as_of_date <= %(day)s
+    ORDER BY h.source, h.as_of_date DESC, h.load_id DESC
 )
 SELECT c.source                                   AS customer,
-       coalesce(l.n, 0)                           AS count_customer_number,
-       coalesce(l.rating_sum, 0)                  AS sum_customer_rating,
-       coalesce(l.high_value, 0)                  AS high_value_count,
-       coalesce(i.n, 0)                           AS invalid_customer_number_count,
-       CASE WHEN coalesce(l.n, 0) + coalesce(i.n, 0) = 0 THEN 0.00
+       d.rows_loaded                              AS count_customer_number,
+       d.sum_customer_rating                      AS sum_customer_rating,
+       d.high_value_count                         AS high_value_count,
+       d.rows_invalid                             AS invalid_customer_number_count,
+       CASE WHEN d.rows_loaded + d.rows_invalid = 0 THEN 0.00
             -- numeric round() rounds half away from zero, as the report requires
-            ELSE round(100.0 * coalesce(i.n, 0) / (coalesce(l.n, 0) + coalesce(i.n, 0)), 2)
-       END::numeric(5, 2)                         AS invalid_customer_number_percent
-FROM source_current c
-LEFT JOIN loaded  l ON l.customer = c.source
-LEFT JOIN invalid i ON i.load_id = c.load_id
+            ELSE round(100.0 * d.rows_invalid / (d.rows_loaded + d.rows_invalid), 2)
+       END::numeric(5, 2)                         AS invalid_customer_number_percent,
+       c.as_of_date                               AS as_of_date,
+       d.load_id                                  AS load_id
+FROM current_as_of c
+JOIN load_history d ON d.load_id = c.data_load_id
 ORDER BY c.source COLLATE "C";
