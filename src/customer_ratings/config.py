@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from .display import safe
 from .errors import ConfigError
 
 DEFAULT_DATABASE = "CustomerRatingData"
@@ -131,7 +132,7 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
         problems.append(f"{where}: must be a table with name, table and file_pattern")
         return None
     before = len(problems)
-    label = f"{where} ({raw['name']})" if isinstance(raw.get("name"), str) else where
+    label = f"{where} ({safe(raw['name'])})" if isinstance(raw.get("name"), str) else where
     for key in sorted(set(raw) - _SOURCE_KEYS):
         problems.append(f"{label}: unknown key {key!r} (allowed: {', '.join(sorted(_SOURCE_KEYS))})")
     for key in ("name", "table", "file_pattern"):

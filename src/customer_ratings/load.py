@@ -28,6 +28,7 @@ from psycopg import sql
 from .config import Source
 from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
+from .display import safe
 from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
@@ -101,7 +102,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
             result = _load_open_file(db, source, path, fh, size, force, started, counts, progress)
     except FileRejected as exc:
         where = f" (line {exc.line})" if exc.line else ""
-        message = f"{path.name}{where}: {exc}"
+        message = f"{safe(path.name)}{where}: {exc}"
         load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value)
         _cleanup(db, source)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
@@ -111,7 +112,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _record(db, source, uri, size, None, "failed", counts, started, detail, None)
         _cleanup(db, source)
-        message = (f"{path.name}: the database failed during the load ({detail}); nothing of it was committed "
+        message = (f"{safe(path.name)}: the database failed during the load ({detail}); nothing of it was committed "
                    "and the previous data is intact")
         if isinstance(exc, psycopg.OperationalError):
             raise TransientDatabaseError(message + ": run again") from exc
