@@ -31,7 +31,7 @@ RESERVED_TABLES = frozenset(
 )
 _SOURCE_KEYS = frozenset(
     {"name", "table", "file_pattern", "encoding", "allowed_status", "extra_columns", "max_invalid_percent",
-     "min_rows"}
+     "min_rows", "follow_symlinks"}
 )
 
 
@@ -47,6 +47,8 @@ class Source:
     extra_columns: Literal["reject", "ignore"] = "reject"
     max_invalid_percent: float = 100.0
     min_rows: int = 0
+    follow_symlinks: bool = False
+    """Whether a file in the data folder may be a symlink to a file outside it (off: such a file is rejected)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,9 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
     min_rows = raw.get("min_rows", 0)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
         problems.append(f"{label}: min_rows must be a whole number >= 0, not {min_rows!r}")
+    follow = raw.get("follow_symlinks", False)
+    if not isinstance(follow, bool):
+        problems.append(f"{label}: follow_symlinks must be true or false, not {follow!r}")
     if len(problems) > before:
         return None
     assert isinstance(encoding, str)
@@ -190,6 +195,7 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
         extra_columns=extra,
         max_invalid_percent=float(pct),
         min_rows=min_rows,
+        follow_symlinks=follow,
     )
 
 

@@ -97,7 +97,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     size: int | None = None
     uri = path.absolute().as_uri()
     try:
-        with _open_regular(path) as fh:
+        with _open_regular(path, source.follow_symlinks) as fh:
             size = os.fstat(fh.fileno()).st_size
             result = _load_open_file(db, source, path, fh, size, force, started, counts, progress)
     except FileRejected as exc:
@@ -120,7 +120,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     return LoadResult(**{**result.__dict__, "seconds": time.perf_counter() - clock})
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def _open_regular(path: Path, follow_symlinks: bool = False) -> BinaryIO:
     try:
         # stat first: opening a FIFO named like a data file would block until someone writes to it
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -135,7 +135,25 @@ def _open_regular(path: Path) -> BinaryIO:
     if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
         fh.close()
         raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
+    if not follow_symlinks and not _inside(_opened_path(fh, path), os.path.realpath(path.parent)):
+        fh.close()
+        raise FileRejected(RejectReason.UNREADABLE,
+                           "is a symlink to outside the data folder; set follow_symlinks = true to allow it")
     return fh
+
+
+def _opened_path(fh: BinaryIO, path: Path) -> str:
+    """The real path of the file ``fh`` opened (checked after the open, so a link swapped in between cannot
+    slip through); without /proc, the resolved ``path``."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fh.fileno()}")
+    except OSError:
+        return os.path.realpath(path)
+    return real.removesuffix(" (deleted)")
+
+
+def _inside(real: str, folder: str) -> bool:
+    return os.path.commonpath([real, folder]) == folder
 
 
 def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
