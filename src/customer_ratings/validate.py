@@ -83,8 +83,9 @@ class InvalidRow:
 
     @property
     def summary(self) -> str:
-        """The one-line, high-level error for triage."""
-        return "; ".join(e.message for e in self.errors)
+        """The one-line, high-level error for triage: columns and codes, no values (``customer_rating:
+        not_an_integer; customer_status: too_long``), so that GROUP BY error gives one group per kind of problem."""
+        return "; ".join(e.code.value if e.column is None else f"{e.column}: {e.code.value}" for e in self.errors)
 
 
 @dataclass
