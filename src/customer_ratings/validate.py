@@ -388,12 +388,14 @@ class BlockValidator:
             )]
         errors: list[FieldError] = []
         out: list[str] = []
-        for column, value in zip(columns, fields, strict=True):
-            if column is None:
-                continue
+        for position, (column, value) in enumerate(zip(columns, fields, strict=True)):
             if not encoding_ok and _has_bad_bytes(value):
-                errors.append(FieldError(column, ErrorCode.INVALID_ENCODING,
-                                         f"{column}: bytes that are not valid {self.source.encoding}"))
+                # In an ignored extra column too: the row is not what the agency meant to send.
+                name = column or safe(self.layout.header_names[position], _SHOWN_CHARS)
+                errors.append(FieldError(name, ErrorCode.INVALID_ENCODING,
+                                         f"{name}: bytes that are not valid {self.source.encoding}"))
+                continue
+            if column is None:
                 continue
             value = value.strip(" \t")
             error = self._check_status(value) if column == STATUS_COLUMN else _check_int(value)
