@@ -50,6 +50,79 @@ class Source:
     follow_symlinks: bool = False
     """Whether a file in the data folder may be a symlink to a file outside it (off: such a file is rejected)."""
 
+    @property
+    def dated(self) -> bool:
+        """Whether ``file_pattern`` names the day (has a ``{date:...}`` placeholder)."""
+        return any(isinstance(p, DatePart) for p in split_pattern(self.file_pattern))
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """A ``{date:<strftime>}`` placeholder of a ``file_pattern``: the as-of date in that format."""
+
+    format: str
+
+
+# strftime directives a date placeholder may use (those with a fixed meaning on every platform).
+_DIRECTIVES = frozenset("aAbBdHIjmMpSUwWyYGuVze%")
+_DATE_OPEN = "{date:"
+
+
+def split_pattern(pattern: str) -> list[str | DatePart]:
+    """A ``file_pattern`` as glob text and date placeholders. ``{{`` and ``}}`` stand for literal braces.
+
+    Raises ValueError saying what is wrong (an unknown placeholder, an unbalanced brace, a bad format).
+    """
+    parts: list[str | DatePart] = []
+    text: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if pattern.startswith(("{{", "}}"), i):
+            text.append(ch)
+            i += 2
+        elif ch == "}":
+            raise ValueError(f"has an unbalanced '}}' at position {i + 1} (write '}}}}' for a literal brace)")
+        elif ch == "{":
+            end = pattern.find("}", i)
+            inner = pattern[i + 1:end] if end >= 0 else ""
+            if end < 0 or "{" in inner:
+                raise ValueError(f"has an unbalanced '{{' at position {i + 1} (write '{{{{' for a literal brace)")
+            if not pattern.startswith(_DATE_OPEN, i):
+                raise ValueError(f"has an unknown placeholder {{{inner}}}: the only one is {{date:<strftime>}}, "
+                                 "e.g. {date:%Y%m%d}")
+            fmt = pattern[i + len(_DATE_OPEN):end]
+            _check_date_format(fmt)
+            if text:
+                parts.append("".join(text))
+                text = []
+            parts.append(DatePart(fmt))
+            i = end + 1
+        else:
+            text.append(ch)
+            i += 1
+    if text:
+        parts.append("".join(text))
+    return parts
+
+
+def _check_date_format(fmt: str) -> None:
+    directives = 0
+    i = 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            code = fmt[i + 1:i + 2]
+            if code not in _DIRECTIVES:
+                raise ValueError(f"has {{date:{fmt}}} with an unknown strftime directive '%{code}'")
+            directives += code != "%"
+            i += 2
+        else:
+            i += 1
+    if not directives:
+        raise ValueError(f"has {{date:{fmt}}} without a strftime directive (e.g. %Y%m%d)")
+    if "/" in fmt or "\\" in fmt:
+        raise ValueError(f"has {{date:{fmt}}}, which would make a path, not a file name")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -154,6 +227,11 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
     pattern = raw.get("file_pattern")
     if isinstance(pattern, str) and ("/" in pattern or "\\" in pattern):
         problems.append(f"{label}: file_pattern {pattern!r} must match file names, not paths")
+    elif isinstance(pattern, str) and pattern:
+        try:
+            split_pattern(pattern)
+        except ValueError as exc:
+            problems.append(f"{label}: file_pattern {pattern!r} {exc}")
     encoding = raw.get("encoding", "utf-8")
     try:
         encoding = codecs.lookup(encoding).name if isinstance(encoding, str) else None
