@@ -25,7 +25,8 @@ from customer_ratings import Database, LoadResult, Settings, Source, load_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SEED_SAMPLE = Path(__file__).parent / "data" / "seed-sample"
+"""The four real agency files of SPEC.md and the report they must give (repository test data)."""
 
 
 @pytest.fixture(scope="session")

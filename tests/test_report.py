@@ -6,18 +6,15 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from customer_ratings import Database, load_config, load_sources, write_report
 from customer_ratings.config import parse_config
 
-from .conftest import SHARED, assert_consistent
+from .conftest import SEED_SAMPLE, assert_consistent
 
-SEED = SHARED / "seed-sample"
+SEED = SEED_SAMPLE
 SEED_REPORT = "Customer_Rating_Aggregate_Report_20250513.csv"
 
 
-@pytest.mark.skipif(not SEED.is_dir(), reason="../shared/seed-sample is not beside this checkout (a user's clone)")
 def test_seed_sample_gives_the_seed_report_byte_for_byte(db: Database, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

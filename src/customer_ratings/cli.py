@@ -115,7 +115,7 @@ def _write_report(db: Database, cfg: Config, output_dir: Path, day: date) -> Non
 def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date,
           report_to: Path | None = None) -> RunSummary:
     cfg = load_config(config_path)
-    found = discover(cfg, data_dir)  # config and folder problems stop us before the database starts
+    found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
     with open_database(Settings.from_env()) as db:
         ensure_agency_tables(db.connection(), cfg)
         with _progress(quiet) as on_file:

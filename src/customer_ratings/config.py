@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from .display import safe
 from .errors import ConfigError
 
 DEFAULT_DATABASE = "CustomerRatingData"
@@ -30,7 +31,7 @@ RESERVED_TABLES = frozenset(
 )
 _SOURCE_KEYS = frozenset(
     {"name", "table", "file_pattern", "encoding", "allowed_status", "extra_columns", "max_invalid_percent",
-     "min_rows"}
+     "min_rows", "follow_symlinks"}
 )
 
 
@@ -46,6 +47,81 @@ class Source:
     extra_columns: Literal["reject", "ignore"] = "reject"
     max_invalid_percent: float = 100.0
     min_rows: int = 0
+    follow_symlinks: bool = False
+    """Whether a file in the data folder may be a symlink to a file outside it (off: such a file is rejected)."""
+
+    @property
+    def dated(self) -> bool:
+        """Whether ``file_pattern`` names the day (has a ``{date:...}`` placeholder)."""
+        return any(isinstance(p, DatePart) for p in split_pattern(self.file_pattern))
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """A ``{date:<strftime>}`` placeholder of a ``file_pattern``: the as-of date in that format."""
+
+    format: str
+
+
+# strftime directives a date placeholder may use (those with a fixed meaning on every platform).
+_DIRECTIVES = frozenset("aAbBdHIjmMpSUwWyYGuVze%")
+_DATE_OPEN = "{date:"
+
+
+def split_pattern(pattern: str) -> list[str | DatePart]:
+    """A ``file_pattern`` as glob text and date placeholders. ``{{`` and ``}}`` stand for literal braces.
+
+    Raises ValueError saying what is wrong (an unknown placeholder, an unbalanced brace, a bad format).
+    """
+    parts: list[str | DatePart] = []
+    text: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if pattern.startswith(("{{", "}}"), i):
+            text.append(ch)
+            i += 2
+        elif ch == "}":
+            raise ValueError(f"has an unbalanced '}}' at position {i + 1} (write '}}}}' for a literal brace)")
+        elif ch == "{":
+            end = pattern.find("}", i)
+            inner = pattern[i + 1:end] if end >= 0 else ""
+            if end < 0 or "{" in inner:
+                raise ValueError(f"has an unbalanced '{{' at position {i + 1} (write '{{{{' for a literal brace)")
+            if not pattern.startswith(_DATE_OPEN, i):
+                raise ValueError(f"has an unknown placeholder {{{inner}}}: the only one is {{date:<strftime>}}, "
+                                 "e.g. {date:%Y%m%d}")
+            fmt = pattern[i + len(_DATE_OPEN):end]
+            _check_date_format(fmt)
+            if text:
+                parts.append("".join(text))
+                text = []
+            parts.append(DatePart(fmt))
+            i = end + 1
+        else:
+            text.append(ch)
+            i += 1
+    if text:
+        parts.append("".join(text))
+    return parts
+
+
+def _check_date_format(fmt: str) -> None:
+    directives = 0
+    i = 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            code = fmt[i + 1:i + 2]
+            if code not in _DIRECTIVES:
+                raise ValueError(f"has {{date:{fmt}}} with an unknown strftime directive '%{code}'")
+            directives += code != "%"
+            i += 2
+        else:
+            i += 1
+    if not directives:
+        raise ValueError(f"has {{date:{fmt}}} without a strftime directive (e.g. %Y%m%d)")
+    if "/" in fmt or "\\" in fmt:
+        raise ValueError(f"has {{date:{fmt}}}, which would make a path, not a file name")
 
 
 @dataclass(frozen=True)
@@ -131,7 +207,7 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
         problems.append(f"{where}: must be a table with name, table and file_pattern")
         return None
     before = len(problems)
-    label = f"{where} ({raw['name']})" if isinstance(raw.get("name"), str) else where
+    label = f"{where} ({safe(raw['name'])})" if isinstance(raw.get("name"), str) else where
     for key in sorted(set(raw) - _SOURCE_KEYS):
         problems.append(f"{label}: unknown key {key!r} (allowed: {', '.join(sorted(_SOURCE_KEYS))})")
     for key in ("name", "table", "file_pattern"):
@@ -151,6 +227,11 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
     pattern = raw.get("file_pattern")
     if isinstance(pattern, str) and ("/" in pattern or "\\" in pattern):
         problems.append(f"{label}: file_pattern {pattern!r} must match file names, not paths")
+    elif isinstance(pattern, str) and pattern:
+        try:
+            split_pattern(pattern)
+        except ValueError as exc:
+            problems.append(f"{label}: file_pattern {pattern!r} {exc}")
     encoding = raw.get("encoding", "utf-8")
     try:
         encoding = codecs.lookup(encoding).name if isinstance(encoding, str) else None
@@ -177,6 +258,9 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
     min_rows = raw.get("min_rows", 0)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
         problems.append(f"{label}: min_rows must be a whole number >= 0, not {min_rows!r}")
+    follow = raw.get("follow_symlinks", False)
+    if not isinstance(follow, bool):
+        problems.append(f"{label}: follow_symlinks must be true or false, not {follow!r}")
     if len(problems) > before:
         return None
     assert isinstance(encoding, str)
@@ -189,6 +273,7 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
         extra_columns=extra,
         max_invalid_percent=float(pct),
         min_rows=min_rows,
+        follow_symlinks=follow,
     )
 
 

@@ -28,6 +28,7 @@ from psycopg import sql
 from .config import Source
 from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
+from .display import safe
 from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
@@ -121,12 +122,12 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     size: int | None = None
     uri = path.absolute().as_uri()
     try:
-        with _open_regular(path) as fh:
+        with _open_regular(path, source.follow_symlinks) as fh:
             size = os.fstat(fh.fileno()).st_size
             result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day)
     except FileRejected as exc:
         where = f" (line {exc.line})" if exc.line else ""
-        message = f"{path.name}{where}: {exc}"
+        message = f"{safe(path.name)}{where}: {exc}"
         load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value,
                           day)
         _cleanup(db, source)
@@ -137,7 +138,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _record(db, source, uri, size, None, "failed", counts, started, detail, None, day)
         _cleanup(db, source)
-        message = (f"{path.name}: the database failed during the load ({detail}); nothing of it was committed "
+        message = (f"{safe(path.name)}: the database failed during the load ({detail}); nothing of it was committed "
                    "and the previous data is intact")
         if isinstance(exc, psycopg.OperationalError):
             raise TransientDatabaseError(message + ": run again") from exc
@@ -152,7 +153,7 @@ def record_missing(db: Database, source: Source, searched: str, as_of: date | No
                    f"no file matching {source.file_pattern!r}", None, as_of or date.today())
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def _open_regular(path: Path, follow_symlinks: bool = False) -> BinaryIO:
     try:
         # stat first: opening a FIFO named like a data file would block until someone writes to it
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -167,7 +168,25 @@ def _open_regular(path: Path) -> BinaryIO:
     if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
         fh.close()
         raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
+    if not follow_symlinks and not _inside(_opened_path(fh, path), os.path.realpath(path.parent)):
+        fh.close()
+        raise FileRejected(RejectReason.UNREADABLE,
+                           "is a symlink to outside the data folder; set follow_symlinks = true to allow it")
     return fh
+
+
+def _opened_path(fh: BinaryIO, path: Path) -> str:
+    """The real path of the file ``fh`` opened (checked after the open, so a link swapped in between cannot
+    slip through); without /proc, the resolved ``path``."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fh.fileno()}")
+    except OSError:
+        return os.path.realpath(path)
+    return real.removesuffix(" (deleted)")
+
+
+def _inside(real: str, folder: str) -> bool:
+    return os.path.commonpath([real, folder]) == folder
 
 
 def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,9 +23,34 @@ BLOCK_SIZE = 1 << 20
 MAX_HEADER_BYTES = 4 << 20
 MAX_RECORD_BYTES = 16 << 20
 UTF8_BOM = codecs.BOM_UTF8
-# A field may be as long as a record may be (Python's default limit is 128 KiB).
-csv.field_size_limit(MAX_RECORD_BYTES + 1)
+# A field may be as long as a record may be (Python's default limit is 128 KiB). The limit is process-wide
+# state of the csv module: it is raised only while this module parses (see _field_limit), then put back.
+FIELD_LIMIT = MAX_RECORD_BYTES + 1
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limit_saved = 0
+
+
+@contextmanager
+def _field_limit() -> Iterator[None]:
+    """csv.field_size_limit raised to FIELD_LIMIT for the duration, then restored to what it was.
+
+    Counted, so that parses in several threads at once keep it raised until the last one ends."""
+    global _limit_users, _limit_saved
+    with _limit_lock:
+        if _limit_users == 0:
+            _limit_saved = csv.field_size_limit(FIELD_LIMIT)
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                csv.field_size_limit(_limit_saved)
 
 
 @dataclass(frozen=True)
@@ -178,7 +205,8 @@ def read_header(reader: BlockReader) -> tuple[Header, int]:
         raise FileRejected(RejectReason.BAD_HEADER, "the header contains NUL bytes: this is not a text CSV file",
                            line_number)
     try:
-        names = next(csv.reader([text], strict=True))
+        with _field_limit():
+            names = next(csv.reader([text], strict=True))
     except (csv.Error, StopIteration) as exc:
         raise FileRejected(RejectReason.BAD_HEADER, f"the header is not valid CSV: {exc}", line_number) from None
     return Header(names=[n.strip(" \t") for n in names], line_number=line_number), line_number
@@ -192,7 +220,8 @@ def parse_record(lines: Iterator[str]) -> tuple[list[str] | None, int, str | Non
     """
     reader = csv.reader(lines, strict=True)
     try:
-        row = next(reader)
+        with _field_limit():
+            row = next(reader)
     except csv.Error as exc:
         return None, max(reader.line_num, 1), f"malformed CSV: {exc}"
     except StopIteration:

@@ -52,7 +52,7 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
     file is recorded as ``missing`` (and keeps its data too).
     """
     day = as_of or date.today()
-    found = discovery or discover(config, data_dir)
+    found = discovery or discover(config, data_dir, day=day)
     summary = RunSummary(unmatched=found.unmatched, as_of=day)
     for src in config.sources:
         path = found.selected.get(src.name)

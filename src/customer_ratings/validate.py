@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import STATUS_MAX_CHARS, Source
+from .display import safe
 from .errors import ErrorCode, FileRejected, RejectReason
 from .parse import MAX_RECORD_BYTES, Header, parse_record
 from .vectorized import ELIGIBLE, PendingLines, diagnose
@@ -38,6 +39,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _STATUS_CHAR = r"[!#-+\--\[\]-~]"
 _STATUS_FAST = rf"{_STATUS_CHAR}(?:[ !#-+\--\[\]-~]{{0,{STATUS_MAX_CHARS - 2}}}{_STATUS_CHAR})?"
 _SHOWN_CHARS = 40
+_SHOWN_NAMES = 5
 
 
 def _digits_up_to(bound: str) -> str:
@@ -81,8 +83,9 @@ class InvalidRow:
 
     @property
     def summary(self) -> str:
-        """The one-line, high-level error for triage."""
-        return "; ".join(e.message for e in self.errors)
+        """The one-line, high-level error for triage: columns and codes, no values (``customer_rating:
+        not_an_integer; customer_status: too_long``), so that GROUP BY error gives one group per kind of problem."""
+        return "; ".join(e.code.value if e.column is None else f"{e.column}: {e.code.value}" for e in self.errors)
 
 
 @dataclass
@@ -127,11 +130,14 @@ def plan_layout(header: Header, source: Source) -> Layout:
         problems.append(f"missing column(s) {', '.join(missing)}")
     dups = sorted({n for n in lowered if lowered.count(n) > 1})
     if dups:
-        problems.append(f"duplicated column(s) {', '.join(dups)}")
+        # Only names that are columns: the header's other content is not quoted (it may be anything).
+        known = [d for d in dups if d in COLUMNS]
+        others = len(dups) - len(known)
+        problems.append("duplicated column(s) " + ", ".join(
+            [*known, *([f"{others} unknown column name(s)"] if others else [])]))
     unknown = [n for n in header.names if n.lower() not in COLUMNS]
     if unknown and source.extra_columns == "reject":
-        shown = ", ".join(repr(u[:_SHOWN_CHARS]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        problems.append(f"{len(unknown)} unknown column(s) {shown} (set extra_columns = \"ignore\" to allow)")
+        problems.append(f"{len(unknown)} unknown column(s) {_names(unknown)} (set extra_columns = \"ignore\" to allow)")
     if problems:
         raise FileRejected(
             RejectReason.BAD_HEADER,
@@ -142,6 +148,12 @@ def plan_layout(header: Header, source: Source) -> Layout:
         file_columns=tuple(n if n in COLUMNS else None for n in lowered),
         header_names=tuple(header.names),
     )
+
+
+def _names(names: list[str]) -> str:
+    """Header names a message may quote: the first 5, each cut at 40 characters, control characters escaped."""
+    shown = ", ".join("'" + safe(_printable(n), _SHOWN_CHARS) + "'" for n in names[:_SHOWN_NAMES])
+    return shown + (" ..." if len(names) > _SHOWN_NAMES else "")
 
 
 def _shown(value: str) -> str:
@@ -376,12 +388,14 @@ class BlockValidator:
             )]
         errors: list[FieldError] = []
         out: list[str] = []
-        for column, value in zip(columns, fields, strict=True):
-            if column is None:
-                continue
+        for position, (column, value) in enumerate(zip(columns, fields, strict=True)):
             if not encoding_ok and _has_bad_bytes(value):
-                errors.append(FieldError(column, ErrorCode.INVALID_ENCODING,
-                                         f"{column}: bytes that are not valid {self.source.encoding}"))
+                # In an ignored extra column too: the row is not what the agency meant to send.
+                name = column or safe(self.layout.header_names[position], _SHOWN_CHARS)
+                errors.append(FieldError(name, ErrorCode.INVALID_ENCODING,
+                                         f"{name}: bytes that are not valid {self.source.encoding}"))
+                continue
+            if column is None:
                 continue
             value = value.strip(" \t")
             error = self._check_status(value) if column == STATUS_COLUMN else _check_int(value)

@@ -268,15 +268,16 @@ def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np
     parts.append("}\t[")
     if signature < 0:
         message = f"{nfields} field(s) where the header has {ctx.ncols}"
-        parts += ['{"column": null, "code": "wrong_field_count", "message": "', message, '"}]\t', message, "\n"]
+        parts += ['{"column": null, "code": "wrong_field_count", "message": "', message, '"}]\t',
+                  ErrorCode.WRONG_FIELD_COUNT.value, "\n"]
         return _bytes(_concat([_resolve(p, {}, ctx.backslashes) for p in parts]))
     failing = [(c, int(c.code[rows[0]])) for c in columns if c.code[rows[0]] != OK]
     for k, (column, code) in enumerate(failing):
         parts += [", " if k else "", f'{{"column": {json.dumps(column.name)}, "code": "{_CODES[code].value}", '
                   f'"message": "', *_message(column, code, 2), '"}']
     parts.append("]\t")
-    for k, (column, code) in enumerate(failing):
-        parts += ["; " if k else "", *_message(column, code, 1)]
+    # The high-level error: columns and codes, no values (as validate.InvalidRow.summary).
+    parts.append("; ".join(f"{column.name}: {_CODES[code].value}" for column, code in failing))
     parts.append("\n")
     taken = [_Column(c.name, c.header, c.value.take(take), c.code[rows],
                      c.length.take(take) if c.length is not None else None, c.allowed) for c in columns]

@@ -22,7 +22,7 @@ from psycopg import conninfo as pg_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
-SAMPLE = Path(__file__).parent / "sample"
+SAMPLE = REPO / "tests" / "data" / "seed-sample"
 AIRFLOW_INSTALLED = importlib.util.find_spec("airflow") is not None
 SKIP_REASON = (
     "Apache Airflow is not installed: the DAG tests need the airflow extra "

@@ -224,8 +224,10 @@ def expected(gen: GenFile) -> Expected:
                                        {None: {"wrong_field_count"}}))
             continue
         failing: dict[str | None, set[str]] = {}
-        for column, value in zip(mapping, item.fields, strict=True):
+        for name, column, value in zip(names, mapping, item.fields, strict=True):
             if column is None:
+                if has_bad(value):  # undecodable bytes invalidate the row in an ignored column too
+                    failing[name] = {"invalid_encoding"}
                 continue
             codes = _check_status(value, src) if column == "customer_status" else _check_int(value)
             if codes:
@@ -342,7 +344,10 @@ def records(draw: st.DrawFn, mapping: list[str | None], src: Source) -> Record:
     fields = []
     for column in mapping:
         if column is None:
-            fields.append(draw(st.text(ALPHABETS[src.encoding], max_size=8)))
+            if kind == "row" and draw(st.integers(0, 5)) == 0:
+                fields.append("n" + bad(draw(st.sampled_from(BAD_BYTES[src.encoding]))) + "t")
+            else:
+                fields.append(draw(st.text(ALPHABETS[src.encoding], max_size=8)))
         elif column == "customer_status":
             fields.append(draw(status_field(src.encoding, src.allowed_status, valid)))
         else:

@@ -27,12 +27,11 @@ from psycopg import sql
 from customer_ratings import Settings, open_database
 from customer_ratings.report import report_rows
 
+from ..conftest import SEED_SAMPLE
 from . import _db, _fault
 from ._agency import BASELINE_ROWS, Agency
 from ._bigdata import AGENCIES, Version
 from ._cli import Run, assert_no_traceback, cli_env, finish_cli, run_cli, start_cli
-
-SEED_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "seed-sample"
 
 
 def _args(version: Version, out: Path, *extra: str) -> list[str]:

@@ -250,7 +250,8 @@ def test_symlink_to_etc_passwd_is_rejected_and_nothing_of_it_is_stored(database_
     agency = _agency(database_url, tmp_path)
     agency.day_file.symlink_to("/etc/passwd")
     run = agency.run(timeout=60)
-    agency.assert_rejected(run, "bad_header", "header")
+    agency.assert_rejected(run, "unreadable", "is a symlink to outside the data folder")
+    assert "root:x:" not in run.stderr + run.stdout
     with _db.connect(agency.url) as conn:
         (n,) = conn.execute("SELECT count(*) FROM file_invalid_rows").fetchone()  # type: ignore[misc]
     assert n == 0
