@@ -123,7 +123,10 @@ def describe_failure(exc: BaseException, where: str) -> LocationError:
     status_match = _HTTP_STATUS.search(text)
     status = status_match.group(1) if status_match else ""
     lowered = text.lower()
-    if code in ("NoSuchBucket", "ContainerNotFound") or (isinstance(exc, NotFoundError) and not code):
+    # without keys in the environment obstore asks the instance metadata service (IMDS) for credentials
+    from_metadata = any(marker in text for marker in ("169.254.169.254", "/latest/api/token", "/latest/meta-data"))
+    missing = isinstance(exc, NotFoundError | FileNotFoundError) and not code
+    if code in ("NoSuchBucket", "ContainerNotFound") or missing:
         return LocationError(f"{where}: the bucket does not exist (check the URL, the region and AWS_ENDPOINT_URL)")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                 "AuthenticationFailed", "InvalidAuthenticationInfo") or isinstance(exc, UnauthenticatedError):
@@ -131,9 +134,9 @@ def describe_failure(exc: BaseException, where: str) -> LocationError:
         return LocationError(f"{where}: the credentials were refused{detail}: check AWS_ACCESS_KEY_ID and "
                              "AWS_SECRET_ACCESS_KEY (or the provider's credentials)")
     if code in ("AccessDenied", "AuthorizationFailure", "AuthorizationPermissionMismatch") or isinstance(
-            exc, PermissionDeniedError) or (status == "403" and "169.254.169.254" not in text):
+            exc, PermissionDeniedError | PermissionError) or (status == "403" and not from_metadata):
         return LocationError(f"{where}: access denied: the credentials have no permission for this bucket/prefix")
-    if "169.254.169.254" in text or ("credential" in lowered and ("metadata" in lowered or "token" in lowered)):
+    if from_metadata or ("credential" in lowered and ("metadata" in lowered or "token" in lowered)):
         return LocationError(f"{where}: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                              "(or the provider's credentials) in the environment")
     if ("error sending request" in lowered or "connect" in lowered or "dns" in lowered or "timed out" in lowered
@@ -171,7 +174,7 @@ class ObjectStoreLocation:
         """The objects directly under the prefix and its sub-prefixes (``is_dir``), sorted by name."""
         try:
             result = obstore.list_with_delimiter(self.store, self.prefix or None)
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:
             raise describe_failure(exc, self.uri) from None
         entries = [
             Entry(name=meta["path"].rsplit("/", 1)[-1], uri=self.uri_for(meta["path"]), size=meta["size"],
@@ -198,7 +201,7 @@ class ObjectStoreLocation:
         key = self.key_for(name)
         try:
             obstore.put(self.store, key, data, use_multipart=False)
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:
             raise describe_failure(exc, self.uri_for(key)) from None
         return self.uri_for(key)
 
@@ -207,7 +210,7 @@ class ObjectStoreLocation:
         key = self.key_for(name)
         try:
             obstore.delete(self.store, key)
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:
             raise describe_failure(exc, self.uri_for(key)) from None
 
 
@@ -247,9 +250,9 @@ class ObjectReader:
             result = obstore.get(self._store, self._key, options=options)  # type: ignore[arg-type]
         except PreconditionError:
             raise ObjectChanged("the object was replaced while it was read (its ETag changed): run again") from None
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the builtin at run time
             raise ObjectChanged("the object was deleted after it was listed: run again") from None
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:
             raise FileRejected(RejectReason.UNREADABLE, f"cannot be read: {_short(exc)}") from None
         if self.etag is None:  # a store without ETags in listings: pin to the first answer's
             self.etag = result.meta["e_tag"]
@@ -270,7 +273,7 @@ class ObjectReader:
                 except PreconditionError:
                     raise ObjectChanged("the object was replaced while it was read (its ETag changed): "
                                         "run again") from None
-                except BaseError as exc:
+                except (BaseError, OSError) as exc:
                     raise FileRejected(RejectReason.UNREADABLE, f"reading failed: {_short(exc)}") from None
                 else:
                     data = bytes(chunk)
