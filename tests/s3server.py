@@ -119,7 +119,7 @@ class AuthUsers:
 
 def create_users(server: MotoServer) -> AuthUsers:
     """Five IAM calls (within the server's no-auth allowance): two users with keys, one with an S3 policy."""
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     iam = boto3.client("iam", endpoint_url=server.endpoint, region_name=REGION,
                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
