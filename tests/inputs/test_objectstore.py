@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,9 +147,29 @@ def test_no_credentials_is_one_clear_line(s3_env: MotoServer, monkeypatch: pytes
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     # where obstore looks for instance credentials without keys: a closed port here, not the real 169.254...
     monkeypatch.setenv("AWS_METADATA_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     with pytest.raises(LocationError) as info:
         open_location("s3://some-bucket/in/").list()
     assert "no credentials found" in _one_line_without_secret(info.value)
+
+
+def test_aws_profile_from_shared_credentials_file(bucket: str, s3: Any, s3_env: MotoServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    s3.put_object(Bucket=bucket, Key="in/a.csv", Body=b"a")
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[agency]\naws_access_key_id = {s3_env.access_key}\n"
+                           f"aws_secret_access_key = {s3_env.secret_key}\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "agency")
+    assert [e.name for e in open_location(f"s3://{bucket}/in/").list()] == ["a.csv"]
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(LocationError, match="no-such-profile") as info:
+        open_location(f"s3://{bucket}/in/").list()
+    _one_line_without_secret(info.value)
 
 
 def test_wrong_secret_and_unknown_key_are_refused(s3_auth_server: AuthServer,

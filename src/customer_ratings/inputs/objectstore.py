@@ -93,10 +93,38 @@ def make_store(scheme: str, bucket: str, *, max_retries: int = 3) -> ObjectStore
         "retry_timeout": timedelta(seconds=60),
         "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
     }
+    extra: dict[str, Any] = {}
+    if scheme == "s3" and _wants_aws_profile():
+        extra["credential_provider"] = _profile_credentials()
     try:
-        return from_url(f"{scheme}://{bucket}/", client_options=client, retry_config=retry)  # type: ignore[call-overload,no-any-return]
+        return from_url(f"{scheme}://{bucket}/", client_options=client, retry_config=retry, **extra)  # type: ignore[call-overload,no-any-return]
     except (BaseError, ValueError) as exc:
         raise LocationError(f"{scheme}://{bucket}/ cannot be used: {_short(exc)}") from None
+
+
+def _wants_aws_profile() -> bool:
+    """No keys in the environment but a profile or a shared config: obstore alone does not read those files."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return False
+    if os.environ.get("AWS_PROFILE"):
+        return True
+    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")]
+    return any(os.path.isfile(os.path.expanduser(f)) for f in files)
+
+
+def _profile_credentials() -> Any:
+    """Credentials from ``AWS_PROFILE`` / ``~/.aws`` through boto3's resolver (SSO, assume-role, ...)."""
+    try:
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        raise LocationError("AWS_PROFILE or ~/.aws/config is set up, and reading it needs boto3: "
+                            "pip install boto3, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
+    try:
+        return Boto3CredentialProvider()
+    except Exception as exc:  # botocore's ProfileNotFound, NoCredentialsError, ...: all one line for the user
+        raise LocationError(f"AWS credentials of profile {os.environ.get('AWS_PROFILE', 'default')!r} cannot be "
+                            f"used: {scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def scrub(text: str) -> str:
