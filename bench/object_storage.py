@@ -18,6 +18,8 @@ What one run does:
    from the moto server (loopback HTTP):
    * ``obstore (seam)``: customer_ratings.inputs.ObjectStoreLocation, the code the loader will use:
      listing, then ranged GETs of 64 MiB with If-Match, streamed in 1 MiB chunks;
+   * ``obstore (seam, one part)``: the same with one part as large as the object (moto answers every
+     ranged GET by copying the whole object first, so on moto each extra part costs a full read);
    * ``obstore (one GET)``: obstore.get(...).stream(1 MiB), one unconditional GET;
    * ``s3fs``: s3fs.S3FileSystem().open(path, "rb") with its defaults (readahead cache, 50 MiB blocks;
      s3fs sends If-Match with the ETag it saw at open);
@@ -59,7 +61,8 @@ REGION = "us-east-1"
 KEY_ID = "AKIABENCHBENCHBENCH0"
 SECRET = "bench-secret-not-a-real-one-0123456789"
 
-S3_CANDIDATES = ["obstore (seam)", "obstore (one GET)", "s3fs", "boto3", "raw GET (http.client)"]
+S3_CANDIDATES = ["obstore (seam)", "obstore (seam, one part)", "obstore (one GET)", "s3fs", "boto3",
+                 "raw GET (http.client)"]
 LOCAL_CANDIDATES = ["baseline: import customer_ratings", "open()", "obstore LocalStore", "fsspec local"]
 
 
@@ -85,10 +88,11 @@ def _iter_drain(chunks: Iterator[Any]) -> tuple[int, str]:
 def child(name: str, where: str, key: str) -> dict[str, Any]:
     """Read the object/file once with candidate ``name``; ``where`` is s3 or a local folder."""
     t0 = time.perf_counter()
-    if name == "obstore (seam)":
-        from customer_ratings.inputs import open_location
+    if name.startswith("obstore (seam"):
+        from customer_ratings.inputs import ObjectStoreLocation
 
-        location = open_location(f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/")
+        one_part = {"part_size": 1 << 40} if "one part" in name else {}
+        location = ObjectStoreLocation(f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/", **one_part)
         t1 = time.perf_counter()
         [entry] = [e for e in location.list() if e.name == key.rsplit("/", 1)[-1]]
         with location.open(entry) as stream:
@@ -218,7 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(a.child, a.where, a.key)))
         return 0
 
-    from _common import DEFAULT_WORK_DIR, Tee, code_version, machine_description, markdown_table, median, run_timed
+    from _common import (
+        DEFAULT_WORK_DIR,
+        Tee,
+        code_version,
+        load_average,
+        machine_description,
+        markdown_table,
+        median,
+        run_timed,
+    )
     from gen import generate
 
     work = a.work_dir or DEFAULT_WORK_DIR
@@ -235,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Tee()
     started = datetime.now()
     out(f"# object_storage: {a.rows:,} rows, {size / 1e6:.0f} MB, {a.runs} runs")
-    out(f"date: {started:%Y-%m-%d %H:%M}; machine: {machine_description()}; code: {code_version()}")
+    out(f"date: {started:%Y-%m-%d %H:%M}; machine: {machine_description()}; code: {code_version()}; "
+        f"load average before: {load_average()}")
     port = _free_port()
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION,
                AWS_DEFAULT_REGION=REGION, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
@@ -280,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{median([r['cpu_s'] for r in rs]):.2f}",
             f"{median([r['moto_cpu_s'] for r in rs]):.2f}",
         ])
+    out(f"load average after: {load_average()}")
     out("")
     out(markdown_table(["candidate", "from", "MB/s (wall)", "MB/s (read)", "peak RSS MiB", "child s", "import s",
                         "child CPU s", "moto CPU s"], rows))
