@@ -262,7 +262,7 @@ class ObjectReader:
         self._requested = 0  # bytes asked for by the GETs started so far
         self._received = 0  # bytes that came back
         self._chunks: Iterator[Any] | None = None
-        self._buffer = b""
+        self._buffer = memoryview(b"")
         self._offset = 0
         self.closed = False
         self._next_part()  # fail at open, not at the first read, when the object is gone or changed
@@ -304,7 +304,7 @@ class ObjectReader:
                 except (BaseError, OSError) as exc:
                     raise FileRejected(RejectReason.UNREADABLE, f"reading failed: {_short(exc)}") from None
                 else:
-                    data = bytes(chunk)
+                    data = memoryview(chunk)  # no copy: read() copies each byte once, into its result
                     self._received += len(data)
                     self._buffer, self._offset = data, 0
                     return True
@@ -318,17 +318,16 @@ class ObjectReader:
         """Up to ``n`` bytes (``n < 0``: all the rest, which a loader never asks for); ``b""`` at the end."""
         if self.closed:
             raise ValueError("read of a closed ObjectReader")
-        pieces: list[bytes] = []
+        pieces: list[memoryview] = []
         wanted = n if n >= 0 else 1 << 62
         while wanted > 0:
             if self._offset >= len(self._buffer) and not self._fill():
                 break
-            take = self._buffer[self._offset:self._offset + wanted] if (
-                self._offset or wanted < len(self._buffer)) else self._buffer
+            take = self._buffer[self._offset:self._offset + wanted]
             self._offset += len(take)
             wanted -= len(take)
             pieces.append(take)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
 
     def readable(self) -> bool:
         """Always True."""
@@ -337,7 +336,7 @@ class ObjectReader:
     def close(self) -> None:
         """Drop the current GET (its connection goes back to the pool or is closed)."""
         self._chunks = None
-        self._buffer = b""
+        self._buffer = memoryview(b"")
         self.closed = True
 
     def __enter__(self) -> ObjectReader:
