@@ -203,8 +203,11 @@ def test_access_denied_is_one_clear_line(s3_auth_server: AuthServer, monkeypatch
     ("s3://AKIAX:topsecret@bucket/in/", "credentials in it"),
     ("ftp://host/in/", "not supported"),
     ("s3:///in/", "names no bucket"),
+    ("az://container/in/", "AZURE_STORAGE_ACCOUNT_NAME"),  # no account: refused before any request
 ])
-def test_unusable_urls(url: str, message: str) -> None:
+def test_unusable_urls(url: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
     with pytest.raises(LocationError, match=message) as info:
         open_location(url)
     assert "topsecret" not in str(info.value)

@@ -73,6 +73,18 @@ def split_url(text: str) -> tuple[str, str, str]:
     return scheme, parts.netloc, parts.path.strip("/")
 
 
+_CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS (a service-account key file)",
+    "az": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)",
+}
+
+
+def _credential_hint(where: str) -> str:
+    scheme = where.split(":", 1)[0].lower()
+    return _CREDENTIALS["az" if scheme in ("az", "abfs", "abfss") else scheme if scheme in _CREDENTIALS else "s3"]
+
+
 def _allow_http() -> bool:
     endpoints = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "GOOGLE_STORAGE_ENDPOINT",
                  "AZURE_STORAGE_ENDPOINT")
@@ -99,7 +111,8 @@ def make_store(scheme: str, bucket: str, *, max_retries: int = 3) -> ObjectStore
     try:
         return from_url(f"{scheme}://{bucket}/", client_options=client, retry_config=retry, **extra)  # type: ignore[call-overload,no-any-return]
     except (BaseError, ValueError) as exc:
-        raise LocationError(f"{scheme}://{bucket}/ cannot be used: {_short(exc)}") from None
+        hint = f" (set {_credential_hint(scheme + ':')})" if "must be specified" in str(exc) else ""
+        raise LocationError(f"{scheme}://{bucket}/ cannot be used: {_short(exc)}{hint}") from None
 
 
 def _wants_aws_profile() -> bool:
@@ -159,14 +172,12 @@ def describe_failure(exc: BaseException, where: str) -> LocationError:
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                 "AuthenticationFailed", "InvalidAuthenticationInfo") or isinstance(exc, UnauthenticatedError):
         detail = f" ({code})" if code else ""
-        return LocationError(f"{where}: the credentials were refused{detail}: check AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY (or the provider's credentials)")
+        return LocationError(f"{where}: the credentials were refused{detail}: check {_credential_hint(where)}")
     if code in ("AccessDenied", "AuthorizationFailure", "AuthorizationPermissionMismatch") or isinstance(
             exc, PermissionDeniedError | PermissionError) or (status == "403" and not from_metadata):
         return LocationError(f"{where}: access denied: the credentials have no permission for this bucket/prefix")
     if from_metadata or ("credential" in lowered and ("metadata" in lowered or "token" in lowered)):
-        return LocationError(f"{where}: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                             "(or the provider's credentials) in the environment")
+        return LocationError(f"{where}: no credentials found: set {_credential_hint(where)} in the environment")
     if ("error sending request" in lowered or "connect" in lowered or "dns" in lowered or "timed out" in lowered
             or "timeout" in lowered) and not status:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the provider's endpoint"
