@@ -217,3 +217,26 @@ def test_entry_is_frozen() -> None:
     entry = Entry("a.csv", "s3://b/a.csv", 1, None, etag='"x"')
     with pytest.raises(AttributeError):
         entry.size = 2  # type: ignore[misc]
+
+
+def test_the_loaders_block_reader_streams_an_object(bucket: str, s3: Any) -> None:
+    """parse.BlockReader (what load.py reads with) over an ObjectReader: same bytes, same sha256, line ends."""
+    from typing import BinaryIO, cast
+
+    from customer_ratings.parse import BlockReader
+
+    lines = b"".join(b"%d,%d,500000,low-value\r\n" % (1111111111 + i, i) for i in range(120_000))
+    body = b"customer_number,customer_rating,customer_rating_limit,customer_status\r\n" + lines
+    s3.put_object(Bucket=bucket, Key="in/agency_x_20250513.csv", Body=body)
+    location = ObjectStoreLocation(f"s3://{bucket}/in/", part_size=MiB + 7, chunk_size=256 << 10)
+    [entry] = location.list()
+    with location.open(entry) as stream:
+        reader = BlockReader(cast(BinaryIO, stream))
+        blocks = []
+        while not reader.at_eof:
+            block, _ = reader.next_block()
+            assert not block or block.endswith(b"\n")
+            blocks.append(block)
+    assert b"".join(blocks) == body
+    assert reader.bytes_read == entry.size == len(body)
+    assert reader.sha256.hexdigest() == hashlib.sha256(body).hexdigest()
