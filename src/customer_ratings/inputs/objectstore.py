@@ -47,6 +47,7 @@ CHUNK_SIZE = 1 << 20
 
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY",
                      "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "GOOGLE_SERVICE_ACCOUNT_KEY")
+_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
 _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _HTTP_STATUS = re.compile(r"status code: (\d{3})")
 
@@ -153,7 +154,7 @@ def _short(exc: BaseException) -> str:
     """The first line of an obstore error, without its debug dump and credentials."""
     text = str(exc).split("\n\nDebug source:", 1)[0]
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return scrub(first)[:300]
+    return scrub(_QUERY.sub(r"\1?...", first))[:300]  # a query string may carry a SAS token or a signature
 
 
 def describe_failure(exc: BaseException, where: str) -> LocationError:
