@@ -67,6 +67,7 @@ def write_atomic(location: str | Path, name: str, data: bytes) -> str:
         raise OutputError(f"cannot write in output folder {folder}: {_reason(exc)}") from None
     try:
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any new file
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
@@ -81,6 +82,12 @@ def write_atomic(location: str | Path, name: str, data: bytes) -> str:
         raise OutputError(f"cannot write {target}: {_reason(exc)}; the previous file is intact") from None
     _fsync_folder(folder)
     return str(target)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -108,9 +115,10 @@ def check_writable(location: str | Path) -> None:
         store = ObjectStoreLocation(str(location))
         try:
             store.put(marker, b"")
-            store.delete(marker)
         except LocationError as exc:
             raise OutputError(f"output location is not writable: {exc}") from None
+        with contextlib.suppress(LocationError):  # written is what counts; a write-only role may not delete
+            store.delete(marker)
         return
     folder = _local_folder(location)
     if folder.exists() and not folder.is_dir():

@@ -58,6 +58,12 @@ def test_write_atomic_local_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     assert write_atomic(str(out), "report.csv", b"first\n") == str(out / "report.csv")
     assert write_atomic(out, "report.csv", b"second\n") == str(out / "report.csv")
     assert (out / "report.csv").read_bytes() == b"second\n"
+    old_mask = os.umask(0o022)
+    try:
+        write_atomic(out, "report.csv", b"third\n")
+    finally:
+        os.umask(old_mask)
+    assert (out / "report.csv").stat().st_mode & 0o777 == 0o644
     assert os.listdir(out) == ["report.csv"]
     check_writable(str(tmp_path / "new" / "folder"))
     assert os.listdir(tmp_path / "new" / "folder") == []
