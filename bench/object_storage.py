@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--candidates", default="", help="comma-separated subset of the candidates' names")
     ap.add_argument("--work-dir", type=Path, default=None)
+    ap.add_argument("--keep-files", action="store_true", help="keep the generated file for the next run")
     ap.add_argument("--results-dir", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--where", help=argparse.SUPPRESS)
@@ -305,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         {"rows": a.rows, "bytes": size, "meta_rows": meta.rows, "code": code_version(),
          "machine": machine_description(), "results": results}, indent=1))
     print(f"\nwritten: {stem}.md / .json")
+    if not a.keep_files:
+        import shutil
+
+        shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 
 
