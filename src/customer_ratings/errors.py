@@ -72,3 +72,33 @@ class DatabaseError(CustomerRatingsError):
 
 class TransientDatabaseError(DatabaseError):
     """The database could not be reached or dropped the connection; retrying may help."""
+
+
+class LocationError(CustomerRatingsError):
+    """A data or output location cannot be used at all: nothing could be listed, read or written there.
+
+    Raised for a missing folder or bucket, missing or wrong credentials, access denied, a malformed URL. The
+    message is one line and never contains a credential.
+    """
+
+    exit_code = 2
+    retryable = False
+
+
+class LocationUnreachable(LocationError):
+    """The object store's endpoint did not answer (connection refused, DNS, timeout); running again may help."""
+
+    retryable = True
+
+
+class OutputError(LocationError):
+    """The output location cannot be written (missing, read-only, full, access denied): one clear line."""
+
+
+class ObjectChanged(FileRejected):
+    """An object was replaced (its ETag changed) or shortened while it was read: rejected as ``file_changed``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RejectReason.FILE_CHANGED, message)
+
+    retryable = True
