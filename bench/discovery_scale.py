@@ -34,7 +34,7 @@ def build(n_sources: int, per_source: int) -> tuple[Config, list[str]]:
         else:
             pattern, files = f"*_{i:04d}.dat", [f"file{k:02d}_{i:04d}.dat" for k in range(per_source - 1)]
         sources.append(Source(f"agency_{i:04d}", f"t_{i:04d}", pattern))
-        names += files + [f"noise_{i}.bin"]
+        names += [*files, f"noise_{i}.bin"]
     random.Random(1).shuffle(names)
     return Config(tuple(sources)), names
 
