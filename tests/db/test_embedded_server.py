@@ -1,0 +1,76 @@
+"""The embedded server: a private socket whatever the home's length, no permission changes, a per-user home."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from customer_ratings import Settings, open_database
+from customer_ratings.db.server import SERVICE_USER
+
+from ._helpers import clean_env, cli, said
+
+
+def _modes(paths: list[Path]) -> dict[Path, tuple[int, int]]:
+    return {p: (stat.S_IMODE(p.stat().st_mode), p.stat().st_uid) for p in paths}
+
+
+def _server_uid() -> int:
+    if os.geteuid() != 0:
+        return os.geteuid()
+    import pwd
+
+    return pwd.getpwnam(SERVICE_USER).pw_uid
+
+
+def test_long_home_gets_a_private_socket_and_no_parent_changes_mode(tmp_path: Path) -> None:
+    deep = tmp_path / ("h" * 60) / ("o" * 60)
+    deep.mkdir(parents=True)
+    deep.chmod(0o700)
+    home = deep / "home"
+    assert len(str(home / "pgdata" / ".s.PGSQL.5432")) > 107, "too short to need another socket directory"
+    parents = [deep, *deep.parents]
+    before = _modes(parents)
+    with open_database(Settings(home=home)) as db:
+        socket_dir = Path(db.connection().info.host)
+        assert socket_dir.is_absolute() and len(str(socket_dir / ".s.PGSQL.5432")) <= 107
+        info = socket_dir.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o700, oct(info.st_mode)
+        assert info.st_uid == _server_uid()
+        assert _modes(parents) == before, "a parent's mode changed while the server runs"
+        if os.geteuid() == 0:  # another user cannot even reach the socket
+            probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+                     "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    print('refused')\n"
+                     "else:\n    print('connected')\n")
+            python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+            done = subprocess.run([python, "-I", "-c", probe, str(socket_dir / ".s.PGSQL.5432")],
+                                  user="nobody", capture_output=True, text=True, timeout=60, cwd="/")
+            assert done.stdout.strip() == "refused", done.stdout + done.stderr
+    assert _modes(parents) == before, "a parent's mode changed"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700, "the home the tool creates is private"
+    assert not socket_dir.exists(), "the private socket directory is removed with the server"
+
+
+def test_default_home_is_per_user_and_said_once(tmp_path: Path) -> None:
+    user_home, elsewhere = tmp_path / "user", tmp_path / "elsewhere"
+    user_home.mkdir()
+    elsewhere.mkdir()
+    env = clean_env(tmp_path, HOME=str(user_home))
+    del env["CUSTOMER_RATINGS_HOME"], env["XDG_DATA_HOME"]
+    done = cli(["init"], env, cwd=elsewhere)
+    assert done.returncode == 0, said(done)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("database: ")]
+    assert len(lines) == 1 and re.fullmatch(r"database: embedded PostgreSQL \d+ at ~/.local/share/customer-ratings",
+                                            lines[0]), said(done)
+    assert (user_home / ".local/share/customer-ratings/pgdata/PG_VERSION").exists()
+    assert list(elsewhere.iterdir()) == [], "nothing is written in the working folder"
+
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    done = cli(["init"], env, cwd=elsewhere)
+    assert done.returncode == 0, said(done)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("database: ")]
+    assert lines == [f"database: embedded PostgreSQL 18 at {tmp_path / 'xdg' / 'customer-ratings'}"], said(done)
