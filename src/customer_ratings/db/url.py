@@ -9,7 +9,7 @@ the password from any other text (an error of a library, a log line) as a second
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -67,7 +67,7 @@ def secrets_of(url: str | None) -> list[str]:
         found += [m.group(2).strip("'") for m in _KV_PASSWORD.finditer(url)]
     elif 0 <= url.find(":") < url.rfind("@"):
         found.append(url[url.find(":") + 1:url.rfind("@")])
-    with_decoded = found + [unquote(s) for s in found]
+    with_decoded = found + [unquote(s) for s in found] + [quote(unquote(s), safe="") for s in found]
     return sorted({s for s in with_decoded if len(s) >= _MIN_SCRUB}, key=len, reverse=True)
 
 
