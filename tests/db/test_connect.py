@@ -48,3 +48,11 @@ def test_a_bad_setting_is_exit_2_before_any_connection(tmp_path: Path) -> None:
     done = cli(["init"], env, timeout=60)
     assert done.returncode == 2 and "CUSTOMER_RATINGS_CONNECT_TIMEOUT" in done.stderr, said(done)
     assert not (tmp_path / "home").exists(), "nothing was touched"
+
+
+def test_a_home_that_cannot_be_created_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = clean_env(tmp_path, CUSTOMER_RATINGS_HOME=str(tmp_path / "a-file" / "home"))
+    done = cli(["init"], env, timeout=60)
+    assert done.returncode == 2 and "CUSTOMER_RATINGS_HOME" in done.stderr, said(done)
+    assert "Traceback" not in done.stderr, said(done)

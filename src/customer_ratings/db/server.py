@@ -42,7 +42,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from ..config import DEFAULT_DATABASE, Settings
-from ..errors import DatabaseError, DatabaseRefused, Interrupted, TransientDatabaseError
+from ..errors import ConfigError, DatabaseError, DatabaseRefused, Interrupted, TransientDatabaseError
 from .migrate import migrate
 from .url import display, normalize, scrub
 
@@ -318,7 +318,11 @@ def _server_url(settings: Settings) -> Iterator[tuple[str, bool]]:
 def embedded_server(settings: Settings) -> Iterator[str]:
     """Start (or join) the embedded server under ``settings.home``; stop it when the last user leaves."""
     home = settings.home
-    _make_dirs(home)
+    try:
+        _make_dirs(home)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the embedded server's home {home}: {exc.strerror}; set "
+                            "CUSTOMER_RATINGS_HOME to a folder you can write") from None
     pgdata = home / "pgdata"
     me = _process_tag(os.getpid())
     users_file = home / ".server-users.json"
