@@ -163,3 +163,30 @@ def test_sigterm_with_an_external_server(database_url: str, tmp_path: Path,
     assert [line for line in run.stderr.splitlines() if line.startswith("interrupted by SIGTERM")], str(run)
     with _db.connect(database_url) as conn:
         assert _db.fingerprint(conn, "customer_rating_agency_a") == expect.fingerprint
+
+
+def test_a_signal_leaves_the_server_to_a_command_still_using_it(tmp_path: Path,
+                                                                files: tuple[Path, Expect, Path]) -> None:
+    small, expect, big = files
+    env = _env(tmp_path)
+    home = tmp_path / "home"
+    assert run_cli(["load", "--data-dir", str(small), "--quiet"], env, timeout=180).returncode == 0
+    first = start_cli(["load", "--data-dir", str(big), "--quiet"], env, tmp_path / "logs", "first")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _wait_for_copy(home / "pgdata", first)
+        # The second command joins the server, then waits for the agency's lock held by the first.
+        second = start_cli(["load", "--data-dir", str(small), "--quiet", "--force"], env, tmp_path / "logs", "second")
+        deadline = time.monotonic() + 60
+        while f"[{second.pid}," not in (home / ".server-users.json").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"[{second.pid}," in (home / ".server-users.json").read_text(), "the second command never joined"
+        first.send_signal(signal.SIGTERM)
+    finally:
+        interrupted = finish_cli(first, tmp_path / "logs", "first", timeout=120)
+        if second is not None:
+            finished = finish_cli(second, tmp_path / "logs", "second", timeout=180)
+    assert interrupted.returncode == 143, str(interrupted)
+    assert finished.returncode == 0, f"the server was stopped under the second command:\n{finished}"
+    _assert_stopped(home / "pgdata")
+    assert _agency_a(home) == expect.fingerprint
