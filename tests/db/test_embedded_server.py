@@ -74,3 +74,12 @@ def test_default_home_is_per_user_and_said_once(tmp_path: Path) -> None:
     assert done.returncode == 0, said(done)
     lines = [line for line in done.stderr.splitlines() if line.startswith("database: ")]
     assert lines == [f"database: embedded PostgreSQL 18 at {tmp_path / 'xdg' / 'customer-ratings'}"], said(done)
+
+
+def test_a_home_of_an_earlier_version_in_the_current_folder_is_pointed_out(tmp_path: Path) -> None:
+    old = tmp_path / "project"
+    (old / ".customer-ratings" / "pgdata").mkdir(parents=True)
+    (old / ".customer-ratings" / "pgdata" / "PG_VERSION").write_text("18\n")
+    done = cli(["init"], clean_env(tmp_path), cwd=old)
+    assert done.returncode == 0, said(done)
+    assert f"CUSTOMER_RATINGS_HOME={old / '.customer-ratings'} to keep using it" in done.stderr, said(done)

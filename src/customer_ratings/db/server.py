@@ -265,6 +265,10 @@ def _announce(settings: Settings) -> None:
     if text not in _announced:
         _announced.add(text)
         announce.info("database: %s", text)
+        legacy = Path(".customer-ratings", "pgdata").absolute()
+        if not settings.database_url and legacy.parent != settings.home and (legacy / "PG_VERSION").exists():
+            log.warning("%s holds the database of an earlier version (its home was the current folder); set "
+                        "CUSTOMER_RATINGS_HOME=%s to keep using it", legacy, legacy.parent)
 
 
 def _tilde(path: Path) -> str:
