@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from customer_ratings import Settings, open_database
 from customer_ratings.db.server import SERVICE_USER
@@ -83,3 +86,36 @@ def test_a_home_of_an_earlier_version_in_the_current_folder_is_pointed_out(tmp_p
     done = cli(["init"], clean_env(tmp_path), cwd=old)
     assert done.returncode == 0, said(done)
     assert f"CUSTOMER_RATINGS_HOME={old / '.customer-ratings'} to keep using it" in done.stderr, said(done)
+
+
+def test_as_a_regular_user_everything_is_that_users(tmp_path: Path) -> None:
+    """Run as root, the suite also runs the command as ``nobody`` (run as another user, the tests above are
+    that case already): the home, the data and the server are that user's, and the server stops."""
+    if os.geteuid() != 0 or not Path("/usr/bin/python3").exists():
+        test_default_home_is_per_user_and_said_once(tmp_path)
+        return
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    user_home = Path(tempfile.mkdtemp(prefix="customer-ratings-nobody-"))  # pytest's folders are root's (0700)
+    os.chown(user_home, nobody.pw_uid, nobody.pw_gid)
+    try:
+        _as_nobody(user_home, nobody)
+    finally:
+        shutil.rmtree(user_home, ignore_errors=True)
+
+
+def _as_nobody(user_home: Path, nobody: Any) -> None:
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(user_home), "PYTHONPATH": f"{site}:{src}", "TERM": "dumb"}
+    done = subprocess.run(["/usr/bin/python3", "-m", "customer_ratings", "init"], env=env, capture_output=True,
+                          text=True, timeout=180, cwd=str(user_home), user=nobody.pw_uid, group=nobody.pw_gid,
+                          extra_groups=[], check=False)
+    assert done.returncode == 0, said(done)
+    assert "database: embedded PostgreSQL 18 at ~/.local/share/customer-ratings" in done.stderr, said(done)
+    home = user_home / ".local/share/customer-ratings"
+    for path in (home, home / "pgdata", home / "pgdata" / "PG_VERSION", home / ".server-users.json"):
+        assert path.stat().st_uid == nobody.pw_uid, path
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert not (home / "pgdata" / "postmaster.pid").exists(), "the server is stopped"
