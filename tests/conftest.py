@@ -29,6 +29,18 @@ SEED_SAMPLE = Path(__file__).parent / "data" / "seed-sample"
 """The four real agency files of SPEC.md and the report they must give (repository test data)."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes to the real ~/.local/share: the default home (XDG_DATA_HOME) and CUSTOMER_RATINGS_HOME
+    point into the session's temp folder unless the caller set them."""
+    base = tmp_path_factory.mktemp("homes")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(base / "xdg"))
+        if not os.environ.get("CUSTOMER_RATINGS_HOME"):
+            mp.setenv("CUSTOMER_RATINGS_HOME", str(base / "customer-ratings"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """A PostgreSQL server URL (maintenance database ``postgres``) for the whole session."""

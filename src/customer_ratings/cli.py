@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,8 +35,9 @@ from rich.table import Table
 from .config import Config, Settings, Source, load_config
 from .db.migrate import ensure_agency_tables
 from .db.server import Database, open_database
+from .db.url import scrub
 from .discovery import discover
-from .errors import ConfigError, CustomerRatingsError
+from .errors import ConfigError, CustomerRatingsError, Interrupted
 from .load import ProgressFn
 from .pipeline import RunSummary, init_database, load_sources
 from .report import report_notes, write_report
@@ -188,26 +191,91 @@ def _parse_date(value: str | None) -> date:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn the package's errors into one line on stderr and the exit code SPEC.md gives."""
+    """Turn the package's errors into one line on stderr and the exit code SPEC.md gives.
+
+    No line ever shows the password of CUSTOMER_RATINGS_DATABASE_URL (scrubbed, whatever raised the error).
+    After SIGTERM / SIGINT, an error raised while unwinding is not reported as such: the interruption is.
+    """
     try:
         yield
+    except Interrupted:
+        raise
     except ConfigError as exc:
+        _reraise_interrupt()
         for problem in exc.problems:
-            stderr.print(f"error: {problem}", markup=False, highlight=False)
+            stderr.print(f"error: {_scrub(problem)}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     except CustomerRatingsError as exc:
-        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        _reraise_interrupt()
+        stderr.print(f"error: {_scrub(str(exc))}", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except psycopg.Error as exc:
+        _reraise_interrupt()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        stderr.print(f"error: database: {first}", markup=False, highlight=False)
+        stderr.print(f"error: database: {_scrub(first)}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
 def main() -> None:
-    """Entry point of the ``customer-ratings`` command."""
+    """Entry point of the ``customer-ratings`` command.
+
+    SIGTERM and SIGINT raise :class:`Interrupted`: ``finally`` blocks roll the current load back and stop the
+    embedded server (when no other command uses it); then one line says so and the exit code is 143 / 130.
+    """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ScrubFilter())
+    said = logging.StreamHandler(sys.stderr)  # "database: ..." as it is, once per command
+    said.setFormatter(logging.Formatter("%(message)s"))
+    said.addFilter(_ScrubFilter())
+    database_log = logging.getLogger("customer_ratings.database")
+    database_log.addHandler(said)
+    database_log.setLevel(logging.INFO)
+    database_log.propagate = False
+    app.pretty_exceptions_show_locals = False  # locals can hold a database URL and its password
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
     # The imports made a few hundred thousand long-lived objects; keep the cyclic GC from walking them again
     # and again during a load (measured: about 1% of the machine's CPU).
     gc.freeze()
-    app(prog_name="customer-ratings")
+    try:
+        app(prog_name="customer-ratings")
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        stderr.print(f"interrupted by {name}: the load in progress (if any) was rolled back, nothing of it was "
+                     "committed; loads that had finished stay loaded", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except SystemExit as done:
+        if Interrupted.received is not None and done.code not in (0, None):
+            # The command ended on an error raised while it unwound after the signal: report the signal.
+            stderr.print(f"interrupted by {signal.Signals(Interrupted.received).name}: nothing of the load in "
+                         "progress was committed", markup=False, highlight=False)
+            sys.exit(128 + Interrupted.received)
+        raise
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    if Interrupted.received is not None:
+        return  # already unwinding: let the clean-up (rollback, server stop) finish
+    Interrupted.received = signum
+    raise Interrupted(signum)
+
+
+def _reraise_interrupt() -> None:
+    if Interrupted.received is not None:
+        raise Interrupted(Interrupted.received) from None
+
+
+def _scrub(text: str) -> str:
+    return scrub(text, os.environ.get("CUSTOMER_RATINGS_DATABASE_URL"))
+
+
+class _ScrubFilter(logging.Filter):
+    """Removes the database password from every log record (a library may log a connection string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = _scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

@@ -139,12 +139,37 @@ class Config:
         raise ConfigError(f"no source named {name!r} in {self.path or 'the built-in config'}")
 
 
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded server's home: ``$XDG_DATA_HOME/customer-ratings``, i.e. ``~/.local/share/customer-ratings``.
+
+    Per user, not per folder: running from another folder never silently starts an empty database.
+    A relative XDG_DATA_HOME is ignored, as the XDG specification says.
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path(env.get("HOME") or Path.home()) / ".local/share"
+    return base / "customer-ratings"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where the database is. ``database_url`` None means the embedded server under ``home``."""
+    """Where the database is. ``database_url`` None means the embedded server under ``home``.
+
+    ``connect_timeout``: seconds a first connection is retried for. ``schema``: the schema holding the tables
+    (every connection's ``search_path``), created if missing.
+    """
 
     database_url: str | None = None
-    home: Path = field(default_factory=lambda: Path(".customer-ratings"))
+    home: Path = field(default_factory=default_home)
+    connect_timeout: float = 30.0
+    schema: str = "public"
+
+    def __repr__(self) -> str:  # the URL may hold a password: never show it
+        from .db.url import redact
+
+        url = None if self.database_url is None else redact(self.database_url)
+        return (f"Settings(database_url={url!r}, home={self.home!r}, connect_timeout={self.connect_timeout!r}, "
+                f"schema={self.schema!r})")
 
     @classmethod
     def from_env(
@@ -153,11 +178,32 @@ class Settings:
         home: Path | str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Settings from arguments, falling back to CUSTOMER_RATINGS_DATABASE_URL / CUSTOMER_RATINGS_HOME."""
+        """Settings from arguments, falling back to the environment: CUSTOMER_RATINGS_DATABASE_URL,
+        CUSTOMER_RATINGS_HOME, CUSTOMER_RATINGS_CONNECT_TIMEOUT (default 30 s), CUSTOMER_RATINGS_SCHEMA
+        (default ``public``). Every problem is reported at once (ConfigError).
+        """
         env = os.environ if environ is None else environ
         url = database_url or env.get("CUSTOMER_RATINGS_DATABASE_URL") or None
-        home_value = home or env.get("CUSTOMER_RATINGS_HOME") or ".customer-ratings"
-        return cls(database_url=url, home=Path(home_value).expanduser().absolute())
+        home_value = home or env.get("CUSTOMER_RATINGS_HOME") or default_home(env)
+        problems: list[str] = []
+        raw_timeout = env.get("CUSTOMER_RATINGS_CONNECT_TIMEOUT", "").strip()
+        timeout = 30.0
+        if raw_timeout:
+            try:
+                timeout = float(raw_timeout)
+            except ValueError:
+                timeout = -1.0
+            if not 0 <= timeout < float("inf"):
+                problems.append(f"CUSTOMER_RATINGS_CONNECT_TIMEOUT must be a number of seconds >= 0, "
+                                f"not {raw_timeout!r}")
+        schema = env.get("CUSTOMER_RATINGS_SCHEMA", "").strip() or "public"
+        if not _TABLE_RE.fullmatch(schema) or schema.startswith("pg_"):
+            problems.append(f"CUSTOMER_RATINGS_SCHEMA {schema!r} is not a valid schema name (lowercase letters, "
+                            "digits and '_', not starting with a digit or pg_, at most 63 characters)")
+        if problems:
+            raise ConfigError(problems)
+        return cls(database_url=url, home=Path(home_value).expanduser().absolute(), connect_timeout=timeout,
+                   schema=schema)
 
 
 def load_config(path: Path | str | None = None) -> Config:

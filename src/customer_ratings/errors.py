@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import signal
 from enum import StrEnum
+from typing import ClassVar
 
 
 class ErrorCode(StrEnum):
@@ -57,6 +59,10 @@ class ConfigError(CustomerRatingsError):
         super().__init__("; ".join(self.problems))
 
 
+class DatabaseRefused(ConfigError):
+    """The database refuses us in a way no retry fixes (authentication, a missing privilege): exit 2."""
+
+
 class FileRejected(CustomerRatingsError):
     """A file as a whole cannot be loaded; the agency keeps its previous data."""
 
@@ -102,3 +108,19 @@ class ObjectChanged(FileRejected):
         super().__init__(RejectReason.FILE_CHANGED, message)
 
     retryable = True
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: unwind, so that ``finally`` blocks roll the load back and stop the server.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way takes it for a failed
+    load and goes on with the next agency. ``received`` keeps the first signal for the whole process, in case a
+    clean-up on the way raises another exception in its place. Exit code 128 + the signal (143, 130).
+    """
+
+    received: ClassVar[int | None] = None
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")

@@ -317,7 +317,7 @@ def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, a
         sql.SQL(
             """SELECT c.relname FROM pg_class c
                JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-               WHERE c.relkind = 'r' AND d.description = ANY(%s)
+               WHERE c.relkind = 'r' AND d.description = ANY(%s) AND c.relnamespace = current_schema()::regnamespace
                  AND {} EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)"""
         ).format(sql.SQL("" if attached else "NOT")),
         ([comment + source.name for comment in comments],),
