@@ -422,7 +422,7 @@ def _print_summary(summary: RunSummary, cfg: Config, found: Discovery, verbose: 
         else:
             rows.append({"agency": r.source, "file": r.path.name, "status": _status_text(r), "load": r.load_id,
                          "read": r.rows_read, "loaded": r.rows_loaded, "invalid": r.rows_invalid,
-                         "seconds": f"{r.seconds:.2f}"})
+                         "seconds": round(r.seconds, 2)})
     _table(rows, columns, "customer-ratings load", styles=_STATUS_STYLES)
     lines = []
     for name, paths in found.superseded.items():
@@ -534,12 +534,24 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None, title:
     numeric = {k for k in names if any(isinstance(r.get(k), int | float | Decimal)
                                        and not isinstance(r.get(k), bool) for r in materialised)}
     for name in names:
-        table.add_column(name, justify="right" if name in numeric else "left",
-                         overflow="fold", no_wrap=name == "file")
+        # Short values never wrap; long texts fold. File names are shown without their folder, which the
+        # tab-separated, json and csv forms give in full.
+        long_text = name in _LONG_TEXT
+        table.add_column(_HEADERS.get(name, name), justify="right" if name in numeric else "left", overflow="fold",
+                         no_wrap=not long_text, min_width=12 if long_text else None)
+    rendered: list[list[str]] = []
     for row in materialised:
         cells = []
+        plain: list[str] = []
+        rendered.append(plain)
         for name in names:
-            cell = escape(_text(name, row.get(name)))
+            value = row.get(name)
+            if name == "file" and value is not None:
+                value = Path(inspection.display_file(value) or "").name or value
+            elif isinstance(value, datetime):
+                value = value.astimezone().replace(tzinfo=None, microsecond=0)
+            plain.append(_text(name, value))
+            cell = escape(plain[-1])
             status = str(row.get(name) or "")
             if styles and name == "status" and status.split(" ")[0] in styles:
                 cell = f"[{styles[status.split(' ')[0]]}]{cell}[/]"
@@ -548,7 +560,35 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None, title:
     if not materialised:
         stdout.print(f"{title}: no rows", markup=False)
         return
-    stdout.print(table)
+    if _min_table_width(names, rendered) <= stdout.width:
+        stdout.print(table)
+        return
+    # Too narrow for one line per row without cutting values: one block per row, like psql's \\x.
+    stdout.print(title, markup=False)
+    width = max(len(name) for name in names)
+    for number, row in enumerate(materialised, 1):
+        stdout.print(f"-[ {number} ]" + "-" * max(0, min(stdout.width, 40) - 6 - len(str(number))), markup=False)
+        for name in names:
+            stdout.print(f"{name:<{width}} | {_text(name, row.get(name))}", markup=False, highlight=False,
+                         soft_wrap=True)
+
+
+_HEADERS = {"load_id": "load", "as_of_date": "as of", "finished_at": "finished", "started_at": "started",
+            "rows_read": "read", "rows_loaded": "loaded", "rows_invalid": "invalid", "invalid_percent": "invalid %",
+            "stale_reason": "why stale", "error_code": "code", "line_number": "line", "record_number": "record",
+            "seconds": "s"}
+"""Shorter column headers for the terminal's tables (the json and csv keys stay the column names)."""
+_LONG_TEXT = {"file", "error", "errors", "raw_line", "stale_reason", "status"}
+
+
+def _min_table_width(names: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    """The narrowest a table can be without cutting a short value or folding a long one below 12 characters
+    (rich would crop or squeeze columns to nothing on a narrower terminal)."""
+    total = 1
+    for i, name in enumerate(names):
+        longest = max([len(_HEADERS.get(name, name)), *(len(r[i]) for r in rows)])
+        total += 3 + (min(longest, 12) if name in _LONG_TEXT else longest)
+    return total
 
 
 def _plain(text: str) -> str:
