@@ -232,3 +232,14 @@ def test_every_command_and_option_of_the_spec_is_in_help_and_readme() -> None:
             assert f"customer-ratings {command}" in readme, command
     assert "../shared/SPEC.md" not in readme, "the README's links work in a plain clone"
     assert "docs/spec-summary.md" in readme
+
+
+def test_the_example_sources_file_shows_every_key_and_loads() -> None:
+    from customer_ratings.config import _SOURCE_KEYS, load_config
+
+    text = (REPO / "examples" / "sources.toml").read_text()
+    for key in sorted(_SOURCE_KEYS | {"follow_symlinks"}):
+        assert re.search(rf"^#?\s*{key} = ", text, re.MULTILINE) or f"#   {key} " in text, key
+    assert "{date:%Y%m%d}" in text
+    assert [s.name for s in load_config(REPO / "examples" / "sources.toml").sources] == [
+        "agency_a", "agency_b", "agency_c", "agency_d"]
