@@ -7,11 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SHARED, copy_fixture
+from .conftest import REPO, copy_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
 COMMANDS = ("init", "load", "report", "run", "status", "history", "invalid", "psql")
@@ -112,19 +113,26 @@ def test_init_creates_agency_tables_and_report_needs_no_config(cli_env: str, tmp
     assert len(list(tmp_path.glob("Customer_Rating_Aggregate_Report_*.csv"))) == 1
 
 
-@pytest.mark.skipif(shutil.which("true") is None or not SHARED.is_dir(), reason="needs ../shared")
 def test_embedded_server_is_default_and_stops_afterwards(tmp_path: Path) -> None:
-    env = {"CUSTOMER_RATINGS_HOME": str(tmp_path / "home"), "CUSTOMER_RATINGS_DATABASE_URL": ""}
-    data = tmp_path / "data"
-    data.mkdir()
-    for f in (SHARED / "seed-sample").glob("Customer Rating Agency *.csv"):
-        shutil.copy(f, data / f.name)
-    out = cli("run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--date", "2025-05-13",
-              "--quiet", env=env)
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "out" / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes() == (
-        SHARED / "seed-sample" / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes()
-    assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists(), "the server is stopped at exit"
+    # The home is not under tmp_path: as root, the embedded server runs as another user, who cannot enter
+    # pytest's private folders.
+    base = Path(tempfile.mkdtemp(prefix="customer-ratings-cli-"))
+    base.chmod(0o755)
+    sample = REPO / "tests" / "airflow" / "sample"  # the seed sample (../shared/seed-sample), committed
+    try:
+        env = {"CUSTOMER_RATINGS_HOME": str(base / "home"), "CUSTOMER_RATINGS_DATABASE_URL": ""}
+        data = tmp_path / "data"
+        data.mkdir()
+        for f in sample.glob("Customer Rating Agency *.csv"):
+            shutil.copy(f, data / f.name)
+        out = cli("run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--date", "2025-05-13",
+                  "--quiet", env=env)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "out" / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes() == (
+            sample / "Customer_Rating_Aggregate_Report_20250513.csv").read_bytes()
+        assert not (base / "home" / "pgdata" / "postmaster.pid").exists(), "the server is stopped at exit"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("preset", [None, "4"])
