@@ -243,3 +243,22 @@ def test_the_example_sources_file_shows_every_key_and_loads() -> None:
     assert "{date:%Y%m%d}" in text
     assert [s.name for s in load_config(REPO / "examples" / "sources.toml").sources] == [
         "agency_a", "agency_b", "agency_c", "agency_d"]
+
+
+def test_json_mode_keeps_stdout_to_one_document_and_errors_on_stderr(cli_env: str, tmp_path: Path) -> None:
+    import json
+
+    data = sample_data(tmp_path / "data")
+    (data / "Customer Rating Agency A Inc.csv").write_text("customer_number,customer_rating\n1,2\n")
+    done = cli("run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--date", DAY,
+               "--format", "json", "-q")
+    assert done.returncode == 1
+    document = json.loads(done.stdout)
+    assert document["exit_code"] == 1 and document["report"].endswith("Customer_Rating_Aggregate_Report_20250513.csv")
+    rejected = document["results"][0]
+    assert (rejected["source"], rejected["status"], rejected["rows_loaded"]) == ("agency_a", "rejected", 0)
+    assert "header missing column(s)" in rejected["error"]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: agency_a: {rejected['error']}"]
+    status = json.loads(cli("status", "--date", DAY, "--format", "json").stdout)
+    assert status[0]["stale"] is True and status[0]["stale_reason"].startswith("file for 2025-05-13 rejected (")
