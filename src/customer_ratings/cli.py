@@ -255,9 +255,9 @@ _PG_ENV = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user":
 
 
 def _psql_env(conninfo: str) -> dict[str, str]:
-    """The environment for psql: the connection's parameters as PG* variables (the caller's PG* variables
-    that the connection does not set are dropped, so psql connects exactly where the tool does)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    """The environment for psql: the connection's parameters as PG* variables, over the caller's (which
+    libpq read for the tool's own connection too, so psql connects exactly where and how the tool does)."""
+    env = dict(os.environ)
     for key, value in pg_conninfo.conninfo_to_dict(conninfo).items():
         name = _PG_ENV.get(key)
         if name is None:
