@@ -25,6 +25,7 @@ from customer_ratings import Database, LoadResult, Settings, Source, load_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"  # the contract, beside the checkout when it is there (not in a plain clone)
 SEED_SAMPLE = Path(__file__).parent / "data" / "seed-sample"
 """The four real agency files of SPEC.md and the report they must give (repository test data)."""
 

@@ -14,7 +14,7 @@ import pytest
 from .conftest import REPO, SEED_SAMPLE, copy_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
-COMMANDS = ("init", "load", "report", "run")
+COMMANDS = ("init", "load", "report", "run", "status", "history", "invalid", "psql")
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -73,7 +73,7 @@ def test_run_end_to_end_exit_codes(cli_env: str, tmp_path: Path) -> None:
     cfg = ("--config", str(config))
     ok = cli("run", "--data-dir", str(data), "--output-dir", str(out), "--date", "2025-05-13", "--quiet", *cfg)
     assert ok.returncode == 0, ok.stderr
-    assert "unmatched files (left alone): readme.txt" in ok.stdout
+    assert "unmatched files (left alone, 1): readme.txt" in ok.stdout
     assert "unchanged" not in ok.stdout
     report = (out / "Customer_Rating_Aggregate_Report_20250513.csv").read_text().splitlines()
     assert report[1:] == ["agency_a,3,60,1,0,0.00", "agency_b,1,10,1,5,83.33"]
