@@ -577,30 +577,45 @@ def _cleanup(db: Database, source: Source) -> None:
 
 class _CopyStream:
     """One COPY FROM STDIN fed from a bounded queue by its own thread, so the server parses one block
-    while the client validates the next. The bound keeps memory flat when the server is the slower side."""
+    while the client validates the next. The bound keeps memory flat when the server is the slower side.
+
+    The protocol: the producer puts blocks, then exactly one end marker (``None``: ``close``, or ``_ABORT``
+    then ``None``: ``abort``). The thread takes items until it has taken the end marker, whatever happens
+    to the COPY, so the producer never blocks on a full queue and ``close`` never waits on a thread that waits
+    for a marker it already took (an error at the end of the COPY: a trigger, a statement timeout, a cancel,
+    a full disk). Once the thread has its marker it only waits for the server's answer (the COPY's result or
+    its error; a lost connection fails the read), so joining it is bounded by the server, not by the queue.
+    """
 
     _ABORT = object()
 
     def __init__(self, conn: Connection, statement: sql.Composed, depth: int = QUEUE_DEPTH) -> None:
         self._queue: Queue[object] = Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._ended = False  # the thread has taken the end marker (None)
         self._cursor = conn.cursor()
         self._statement = statement
         self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
         self._thread.start()
 
+    def _take(self) -> object:
+        item = self._queue.get()
+        if item is None:
+            self._ended = True
+        return item
+
     def _run(self) -> None:
         try:
             with self._cursor.copy(self._statement) as copy:
-                while (item := self._queue.get()) is not None:
+                while (item := self._take()) is not None:
                     if item is self._ABORT:
                         raise _Aborted
                     assert isinstance(item, bytes)
                     copy.write(item)
         except BaseException as exc:
             self._error = exc
-            while self._queue.get() is not None:  # keep draining so the producer never blocks forever
-                pass
+            while not self._ended:  # keep draining so the producer never blocks forever
+                self._take()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the server; raises the writer's error if the COPY already failed."""
@@ -609,18 +624,23 @@ class _CopyStream:
         self._queue.put(data)
 
     def close(self) -> None:
-        """Finish the COPY and wait for the server to confirm it."""
+        """Finish the COPY and wait for the server to confirm it (or raise its error)."""
         self._queue.put(None)
-        self._thread.join()
+        self._join()
         if self._error is not None:
             self._raise()
 
     def abort(self) -> None:
         """Cancel the COPY (the transaction will be rolled back by the caller)."""
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not self._ended:
             self._queue.put(self._ABORT)
             self._queue.put(None)
-            self._thread.join()
+        self._join()
+
+    def _join(self) -> None:
+        # Bounded by the server: once the thread has its end marker it waits only for the server's answer to
+        # the end of the COPY (its result or its error), and a lost connection fails that read.
+        self._thread.join()
 
     def _raise(self) -> None:
         assert self._error is not None
