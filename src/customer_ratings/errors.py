@@ -72,3 +72,9 @@ class DatabaseError(CustomerRatingsError):
 
 class TransientDatabaseError(DatabaseError):
     """The database could not be reached or dropped the connection; retrying may help."""
+
+
+class LockWaitTimeout(DatabaseError):
+    """A load could not get a table lock within CUSTOMER_RATINGS_LOCK_WAIT seconds (a reader holds it);
+    nothing of that load was committed, and the other agencies go on."""
+

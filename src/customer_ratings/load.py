@@ -15,7 +15,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,7 +29,14 @@ from psycopg import sql
 from .config import Source
 from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
-from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
+from .errors import (
+    ConfigError,
+    DatabaseError,
+    FileRejected,
+    LockWaitTimeout,
+    RejectReason,
+    TransientDatabaseError,
+)
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
 
@@ -51,6 +59,15 @@ INVALID_COMMENT = "customer_ratings invalid rows for source "
 LOAD_COLUMNS = ("load_id", "source", "table_name", "file_uri")
 ROW_COLUMNS = ("line_number", "record_number", "raw_line", "fields", "errors", "error")
 INVALID_COLUMNS = (*LOAD_COLUMNS, *ROW_COLUMNS)
+
+# How long a load waits for a table lock a reader holds (TRUNCATE of the agency table, the swap on
+# customer_rating), in a few tries of its own lock_timeout so that no wait outlives its statement.
+LOCK_WAIT_ENV = "CUSTOMER_RATINGS_LOCK_WAIT"
+LOCK_WAIT_DEFAULT_S = 60.0
+LOCK_TRIES = 4
+LOCK_TRY_MIN_S = 1.0
+# A leftover table still read by an old transaction is left for a later load rather than waited for.
+ORPHAN_LOCK_WAIT = "200ms"
 
 ProgressFn = Callable[[int, int], None]
 """Called after each block with (bytes read, rows read) since the previous call."""
@@ -114,6 +131,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
     underneath the load, DatabaseError when it refuses it; nothing of the load is committed then.
     """
+    lock_wait = lock_wait_seconds()
     started = datetime.now(UTC)
     day = as_of or date.today()
     clock = time.perf_counter()
@@ -123,7 +141,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     try:
         with _open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
-            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day)
+            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day, lock_wait)
     except FileRejected as exc:
         where = f" (line {exc.line})" if exc.line else ""
         message = f"{path.name}{where}: {exc}"
@@ -132,6 +150,11 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
         _cleanup(db, source)
         return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
                           seconds=time.perf_counter() - clock, reason=exc.reason.value, as_of=day)
+    except LockWaitTimeout as exc:
+        message = f"{path.name}: {exc}"
+        _record(db, source, uri, size, None, "failed", counts, started, str(exc), "lock_timeout", day)
+        _cleanup(db, source)
+        raise LockWaitTimeout(message) from None
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -171,9 +194,11 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
-                    started: datetime, counts: _Counts, progress: ProgressFn | None, day: date) -> LoadResult:
+                    started: datetime, counts: _Counts, progress: ProgressFn | None, day: date,
+                    lock_wait: float) -> LoadResult:
     conn = db.connection()
     uri = path.absolute().as_uri()
+    _watch_client(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (AGENCY_LOCK_NAMESPACE, source.name))
         current = _current(conn, source)
@@ -196,7 +221,7 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
             t0 = time.perf_counter()
             invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress,
-                                    backfill)
+                                    backfill, lock_wait)
             t1 = time.perf_counter()
             sha = reader.sha256.hexdigest()
             if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
@@ -212,9 +237,9 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         if backfill:
             replaced = [stage]  # its numbers are kept in the history; its rows are not current
             if invalid_child is not None:
-                _attach_invalid(conn, invalid_child)
+                _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, invalid_child))
         else:
-            replaced = _swap(conn, source, stage, invalid_child)
+            replaced = _swap(conn, source, stage, invalid_child, lock_wait)
         _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
                         load_id=load_id, as_of=day, data_load_id=load_id)
         if not backfill:
@@ -233,6 +258,13 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha, as_of=day, current_as_of=current.as_of if backfill else None,
                       data_load_id=load_id)
+
+
+def _watch_client(conn: Connection) -> None:
+    """Have the server check that this client is still there while a statement runs (PostgreSQL 14+), so a
+    killed client's session ends within a second instead of going on waiting (for a lock, say)."""
+    with suppress(psycopg.errors.UndefinedObject, psycopg.errors.InvalidParameterValue):
+        conn.execute("SET client_connection_check_interval = '1s'")
 
 
 def _current(conn: Connection, source: Source) -> _Current:
@@ -306,9 +338,23 @@ def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, a
 
 
 def _drop_orphan_stages(conn: Connection, source: Source) -> None:
-    """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible)."""
+    """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible).
+
+    A replaced slice a reader still holds (its transaction began before the swap) is left for a later load:
+    each drop waits at most ORPHAN_LOCK_WAIT for its lock.
+    """
     for name in _tables_of(conn, source, (CHILD_COMMENT, INVALID_COMMENT), attached=False):
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        _drop_orphan(conn, name)
+
+
+def _drop_orphan(conn: Connection, name: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(ORPHAN_LOCK_WAIT)))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+    except psycopg.errors.LockNotAvailable:
+        log.info("%s is still read by an older transaction; a later load drops it", name)
 
 
 def _comment(conn: Connection, table: str, text: str) -> None:
@@ -341,7 +387,7 @@ def _copy_statement(table: str, columns: tuple[str, ...], options: str) -> sql.C
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
             uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None,
-            backfill: bool = False) -> str | None:
+            backfill: bool = False, lock_wait: float = LOCK_WAIT_DEFAULT_S) -> str | None:
     """Validate the file block by block while COPY streams the valid lines into the agency table and into
     the agency's new slice of customer_rating.
 
@@ -352,7 +398,10 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
     if not backfill:
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+        def truncate() -> None:
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+
+        _with_lock_wait(conn, [source.table], lock_wait, truncate)
     stage_copy = _copy_statement(stage, layout.copy_columns, DATA_FORMAT)
     parallel = size >= PARALLEL_MIN_BYTES
     helpers = [db.connect(), db.connect()] if parallel else []
@@ -489,20 +538,26 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
             copy.write(chunk)
 
 
-def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None) -> list[str]:
+def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None,
+          lock_wait: float = LOCK_WAIT_DEFAULT_S) -> list[str]:
     """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds.
 
     Returns the old slice(s), detached; they are dropped after the commit (``_drop_replaced``), because
     freeing their files takes a while and the lock on customer_rating is held until the end of the commit.
     """
-    # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
-    conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-    old = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
-    for name in old:
-        conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
-    conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
-    if invalid_child is not None:
-        _attach_invalid(conn, invalid_child)
+    old: list[str] = []
+
+    def swap() -> None:
+        # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
+        conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
+        old[:] = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
+        for name in old:
+            conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
+        if invalid_child is not None:
+            _attach_invalid(conn, invalid_child)
+
+    _with_lock_wait(conn, ["customer_rating", "file_invalid_rows"], lock_wait, swap)
     return old
 
 
@@ -512,11 +567,12 @@ def _attach_invalid(conn: Connection, invalid_child: str) -> None:
 
 def _drop_replaced(db: Database, names: list[str]) -> None:
     """Drop the slices a committed load replaced. Best effort: a slice left behind (the connection was lost,
-    the process killed) is a detached orphan, dropped by the agency's next load."""
+    the process killed, a reader whose transaction predates the swap still holds it) is a detached orphan,
+    dropped by the agency's next load."""
     try:
         conn = db.connection()
         for name in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            _drop_orphan(conn, name)
     except psycopg.Error as exc:
         log.warning("could not drop the replaced tables %s (the next load will): %s", names, exc)
         db.discard_connection()
@@ -573,6 +629,74 @@ def _cleanup(db: Database, source: Source) -> None:
     except psycopg.Error as exc:
         log.warning("could not drop the unused tables of %s's load: %s", source.name, exc)
         db.discard_connection()
+
+
+def lock_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """CUSTOMER_RATINGS_LOCK_WAIT: seconds a load waits for a table lock before it fails (default 60)."""
+    value = (os.environ if environ is None else environ).get(LOCK_WAIT_ENV, "").strip()
+    if not value:
+        return LOCK_WAIT_DEFAULT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (0 < seconds <= 86_400):  # also refuses nan and inf
+        raise ConfigError(f"{LOCK_WAIT_ENV}={value!r} is not a number of seconds between 0 and 86400 "
+                          f"(default {LOCK_WAIT_DEFAULT_S:g})")
+    return seconds
+
+
+def _with_lock_wait(conn: Connection, relations: list[str], budget: float, step: Callable[[], None]) -> None:
+    """Run ``step`` (statements that take strong locks on ``relations``) with a bounded lock wait.
+
+    Each try runs in a savepoint with its own ``lock_timeout`` (so a wait never outlives its statement, and
+    a killed client's session does not stay queued ahead of readers); between tries the queue is left, so
+    readers queued behind the load get through. After ``budget`` seconds: LockWaitTimeout naming the holder.
+    """
+    tries = max(1, min(LOCK_TRIES, int(budget // LOCK_TRY_MIN_S)))
+    per_try = budget / tries
+    started = time.monotonic()
+    holders: list[tuple[Any, ...]] = []
+    for attempt in range(1, tries + 1):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{per_try * 1000:.0f}ms")))
+                step()
+                conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+            return
+        except psycopg.errors.LockNotAvailable:
+            holders = _lock_holders(conn, relations)
+            log.warning("waiting for a lock on %s (try %d of %d, %.0f s so far): %s", ", ".join(relations),
+                        attempt, tries, time.monotonic() - started, _describe_holders(holders))
+    waited = time.monotonic() - started
+    raise LockWaitTimeout(
+        f"{_describe_holders(holders)}; retried {tries} times over {waited:.0f} s "
+        f"({LOCK_WAIT_ENV} = {budget:g}); nothing was loaded: run again once the reader has finished")
+
+
+def _lock_holders(conn: Connection, relations: list[str]) -> list[tuple[Any, ...]]:
+    """(relation, pid, application_name, state, xact_start) of other sessions holding locks on ``relations``."""
+    return conn.execute(
+        """SELECT DISTINCT c.relname, a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+                  a.xact_start
+           FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (
+                 SELECT oid FROM pg_database WHERE datname = current_database())
+             AND c.relname = ANY(%s)
+           ORDER BY a.xact_start NULLS LAST, a.pid""",
+        (relations,),
+    ).fetchall()
+
+
+def _describe_holders(holders: list[tuple[Any, ...]]) -> str:
+    if not holders:
+        return "another session held the lock (it has let go since)"
+    parts = []
+    for relname, pid, app, state, since in holders[:3]:
+        when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if since is not None else "?"
+        parts.append(f"a reader holds {relname} since {when} (pid {pid}, application {app or '(none)'!s}, {state})")
+    more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+    return "; ".join(parts) + more
 
 
 class _CopyStream:

@@ -69,7 +69,7 @@ def connect(conninfo: str, deadline: float = CONNECT_DEADLINE_S) -> Connection:
     delay, waited = 0.2, 0.0
     while True:
         try:
-            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, application_name="customer-ratings")
         except psycopg.OperationalError as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "does not exist" in message or "authentication failed" in message:
