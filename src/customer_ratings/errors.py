@@ -78,3 +78,6 @@ class LockWaitTimeout(DatabaseError):
     """A load could not get a table lock within CUSTOMER_RATINGS_LOCK_WAIT seconds (a reader holds it);
     nothing of that load was committed, and the other agencies go on."""
 
+
+class OutputError(CustomerRatingsError):
+    """An output (the report) could not be written; what was there before is intact."""
