@@ -143,13 +143,14 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
             size = os.fstat(fh.fileno()).st_size
             result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day, lock_wait)
     except FileRejected as exc:
-        where = f" (line {exc.line})" if exc.line else ""
-        message = f"{path.name}{where}: {exc}"
-        load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value,
+        # Rejected before its load began (unreadable): a rejection found while reading is recorded, with
+        # its invalid rows, by _load_open_file in the load's own transaction.
+        found = _Counts(read=counts.read)
+        load_id = _record(db, source, uri, size, None, "rejected", found, started, str(exc), exc.reason.value,
                           day)
         _cleanup(db, source)
-        return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
-                          seconds=time.perf_counter() - clock, reason=exc.reason.value, as_of=day)
+        rejected = _rejected(source, path, exc, found, load_id, size, day)
+        return LoadResult(**{**rejected.__dict__, "seconds": time.perf_counter() - clock})
     except LockWaitTimeout as exc:
         message = f"{path.name}: {exc}"
         _record(db, source, uri, size, None, "failed", counts, started, str(exc), "lock_timeout", day)
@@ -219,38 +220,34 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         stage = f"customer_rating__{load_id}"
         reader = BlockReader(fh, source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
-            t0 = time.perf_counter()
-            invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress,
-                                    backfill, lock_wait)
-            t1 = time.perf_counter()
-            sha = reader.sha256.hexdigest()
-            if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
-                raise FileRejected(
-                    RejectReason.FILE_CHANGED,
-                    f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} read): "
-                    "the agency may still be writing it; run again once it is complete",
-                )
-            _check_file_rules(source, counts)
-            _copy_invalid(conn, spool)
-            t2 = time.perf_counter()
-        _aggregate(conn, stage, counts)
-        if backfill:
-            replaced = [stage]  # its numbers are kept in the history; its rows are not current
-            if invalid_child is not None:
-                _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, invalid_child))
-        else:
-            replaced = _swap(conn, source, stage, invalid_child, lock_wait)
-        _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
-                        load_id=load_id, as_of=day, data_load_id=load_id)
-        if not backfill:
-            conn.execute(
-                """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (source) DO UPDATE
-                   SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
-                       child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
-                (source.name, source.table, load_id, stage, day),
-            )
+            try:
+                # A savepoint: a rejected file rolls back to here (the agency's data untouched), and its
+                # rejection is recorded below with the invalid rows found, in this same transaction.
+                with conn.transaction():
+                    t0 = time.perf_counter()
+                    invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts,
+                                            progress, backfill, lock_wait)
+                    t1 = time.perf_counter()
+                    sha = reader.sha256.hexdigest()
+                    if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
+                        raise FileRejected(
+                            RejectReason.FILE_CHANGED,
+                            f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} "
+                            "read): the agency may still be writing it; run again once it is complete",
+                        )
+                    _check_file_rules(source, counts)
+                    _copy_invalid(conn, spool)
+                    t2 = time.perf_counter()
+                    replaced = _replace(conn, source, stage, invalid_child, backfill, lock_wait, counts)
+                    _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
+                                    load_id=load_id, as_of=day, data_load_id=load_id)
+                    if not backfill:
+                        _set_current(conn, source, load_id, stage, day)
+            except FileRejected as exc:
+                _keep_rejected(conn, source, spool, load_id, lock_wait)
+                _insert_history(conn, source, uri, size, None, "rejected", counts, started, str(exc),
+                                exc.reason.value, force, load_id=load_id, as_of=day)
+                return _rejected(source, path, exc, counts, load_id, size, day)
     t3 = time.perf_counter()
     _drop_replaced(db, replaced)
     log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old slice dropped %.3f s",
@@ -258,6 +255,48 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha, as_of=day, current_as_of=current.as_of if backfill else None,
                       data_load_id=load_id)
+
+
+def _replace(conn: Connection, source: Source, stage: str, invalid_child: str | None, backfill: bool,
+             lock_wait: float, counts: _Counts) -> list[str]:
+    """The report's numbers of the new rows, then the swap (for a backfill, only its invalid rows attached);
+    returns the tables to drop after the commit."""
+    _aggregate(conn, stage, counts)
+    if not backfill:
+        return _swap(conn, source, stage, invalid_child, lock_wait)
+    if invalid_child is not None:
+        child = invalid_child
+        _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, child))
+    return [stage]  # its numbers are kept in the history; its rows are not current
+
+
+def _set_current(conn: Connection, source: Source, load_id: int, stage: str, day: date) -> None:
+    conn.execute(
+        """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (source) DO UPDATE
+           SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
+               child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
+        (source.name, source.table, load_id, stage, day),
+    )
+
+
+def _keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: int, lock_wait: float) -> None:
+    """Keep the invalid rows a rejected file's reading found, under its load id: a small file's from the
+    spool, a large file's table (committed by its helper connection) attached to file_invalid_rows. The
+    rest of what the load made (its slice of customer_rating) is dropped."""
+    _copy_invalid(conn, spool)
+    child = f"file_invalid_rows__{load_id}"
+    if conn.execute("SELECT to_regclass(%s)", (sql.Identifier(child).as_string(conn),)).fetchone() != (None,):
+        _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, child))
+    _drop_orphan_stages(conn, source)
+
+
+def _rejected(source: Source, path: Path, exc: FileRejected, counts: _Counts, load_id: int | None,
+              size: int | None, day: date) -> LoadResult:
+    where = f" (line {exc.line})" if exc.line else ""
+    return LoadResult(source.name, path, "rejected", counts.read, 0, counts.invalid, f"{path.name}{where}: {exc}",
+                      load_id, size, reason=exc.reason.value, as_of=day)
 
 
 def _watch_client(conn: Connection) -> None:
@@ -433,6 +472,12 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
             _finish_invalid_child(helpers[1], source, invalid_child, load_id, uri)
             for helper in helpers:
                 helper.execute("COMMIT")
+    except FileRejected:
+        if isinstance(invalid_sink, _CopyStream):  # keep the invalid rows found so far (_keep_rejected)
+            _keep_invalid_child(helpers[1], invalid_sink, source, invalid_child, load_id, uri)
+        for stream in streams:
+            stream.abort()
+        raise
     except BaseException:
         for stream in streams:
             stream.abort()
@@ -447,6 +492,18 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
                 copy.write(chunk)
         _finish_stage(conn, source, stage, load_id)
     return invalid_child if parallel else None
+
+
+def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, child: str, load_id: int,
+                        uri: str) -> None:
+    """A large file was rejected while it was read: commit its invalid rows so far, for the rejection."""
+    try:
+        stream.close()
+        _finish_invalid_child(conn, source, child, load_id, uri)
+        conn.execute("COMMIT")
+    except psycopg.Error as exc:
+        log.warning("%s: the invalid rows found before the file was rejected could not be kept: %s",
+                    source.name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _create_invalid_child(conn: Connection, source: Source, child: str) -> None:
@@ -583,7 +640,8 @@ def _insert_history(conn: Connection, source: Source, uri: str, size: int | None
                     error_code: str | None, forced: bool = False, load_id: int | None = None,
                     as_of: date | None = None, data_load_id: int | None = None) -> int:
     # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
-    # numbers, so that a report for its day reads one row.
+    # numbers, so that a report for its day reads one row. A rejected file's row says what reading found
+    # (its invalid rows are kept under its load id); nothing of it is loaded.
     keeps = status in ("loaded", "unchanged")
     row = conn.execute(
         """INSERT INTO load_history (load_id, source, table_name, file_uri, file_size, sha256, status,
@@ -593,7 +651,7 @@ def _insert_history(conn: Connection, source: Source, uri: str, size: int | None
                    %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING load_id""",
         (load_id, source.name, source.table, uri, size, sha, status, counts.read,
-         counts.loaded if keeps else 0, counts.invalid if keeps else 0,
+         counts.loaded if keeps else 0, counts.invalid if keeps or status == "rejected" else 0,
          error_code, error, forced, started, as_of, data_load_id,
          counts.rating_sum if keeps else None, counts.high_value if keeps else None),
     ).fetchone()
