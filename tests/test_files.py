@@ -54,8 +54,9 @@ def test_max_invalid_percent_rejects_the_whole_file(db: Database) -> None:
     assert result.status == "rejected"
     assert "3 of 4 rows are invalid (75.00%)" in (result.error or "")
     assert len(table_rows(db, AGENCY.table)) == 3
-    (n,) = db.connection().execute("SELECT count(*) FROM file_invalid_rows").fetchone()  # type: ignore[misc]
-    assert n == 0, "a rejected file leaves nothing behind"
+    (n,) = db.connection().execute(  # type: ignore[misc]
+        "SELECT count(*) FROM file_invalid_rows WHERE load_id = %s", (result.load_id,)).fetchone()
+    assert n == result.rows_invalid == 3, "a rejected file keeps the invalid rows found, under its load id"
 
 
 def test_extra_columns_ignore_loads_the_known_columns(db: Database) -> None:

@@ -70,7 +70,7 @@ def test_a_query_for_one_load_skips_the_other_loads_tables(db: Database, tmp_pat
     assert f"file_invalid_rows__{first.load_id}" not in plan
 
 
-def test_a_rejected_large_file_leaves_no_table_behind(db: Database, tmp_path: Path) -> None:
+def test_a_rejected_large_file_keeps_only_its_invalid_rows(db: Database, tmp_path: Path) -> None:
     before = load_source(db, AGENCY, fixture_path("valid_lf"))
     path = tmp_path / "mostly_invalid_large.csv"
     path.write_bytes(b"customer_number,customer_rating,customer_rating_limit,customer_status\n"
@@ -81,5 +81,6 @@ def test_a_rejected_large_file_leaves_no_table_behind(db: Database, tmp_path: Pa
     tables = [r[0] for r in db.connection().execute(
         """SELECT relname FROM pg_class WHERE relkind = 'r'
            AND (relname LIKE 'customer\\_rating\\_\\_%' OR relname LIKE 'file\\_invalid\\_rows\\_\\_%')""")]
-    assert tables == [f"customer_rating__{before.load_id}"]
-    assert _children(db, "customer_rating") == tables
+    # its invalid rows are kept (SPEC: under the rejected load's id), nothing else of it
+    assert sorted(tables) == [f"customer_rating__{before.load_id}", f"file_invalid_rows__{result.load_id}"]
+    assert _children(db, "customer_rating") == [f"customer_rating__{before.load_id}"]

@@ -52,7 +52,7 @@ from .db.server import Database, describe_database, open_database
 from .db.url import scrub
 from .discovery import Discovery, discover
 from .errors import ConfigError, CustomerRatingsError, Interrupted
-from .load import LoadResult, ProgressFn
+from .load import LoadResult, ProgressFn, lock_wait_seconds
 from .pipeline import RunSummary, init_database, load_sources
 from .reconcile import write_invalid_files
 from .report import report_notes, report_rows, write_report
@@ -326,6 +326,7 @@ def _check_writable(output_dir: Path) -> None:
 def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date, fmt: TableOrJson,
           verbose: bool, report_to: Path | None = None, invalid_files: bool = True) -> RunSummary:
     cfg = load_config(config_path)
+    lock_wait_seconds()  # a bad CUSTOMER_RATINGS_LOCK_WAIT is a usage error (exit 2), before anything is touched
     started = time.perf_counter()
     found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
     log.info("discovered %d file(s) in %.3f s", len(found.selected), time.perf_counter() - started)

@@ -124,3 +124,12 @@ class Interrupted(BaseException):
         self.signum = signum
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class LockWaitTimeout(DatabaseError):
+    """A load could not get a table lock within CUSTOMER_RATINGS_LOCK_WAIT seconds (a reader holds it);
+    nothing of that load was committed, and the other agencies go on."""
+
+
+class OutputWriteFailed(CustomerRatingsError):
+    """An output (the report) could not be written, e.g. the disk is full; what was there before is intact."""

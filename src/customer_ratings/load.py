@@ -15,7 +15,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,7 +30,14 @@ from .config import Source
 from .db.migrate import AGENCY_TABLE_DDL, MIGRATION_LOCK_KEY
 from .db.server import Connection, Database
 from .display import safe
-from .errors import DatabaseError, FileRejected, RejectReason, TransientDatabaseError
+from .errors import (
+    ConfigError,
+    DatabaseError,
+    FileRejected,
+    LockWaitTimeout,
+    RejectReason,
+    TransientDatabaseError,
+)
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
 
@@ -52,6 +60,15 @@ INVALID_COMMENT = "customer_ratings invalid rows for source "
 LOAD_COLUMNS = ("load_id", "source", "table_name", "file_uri")
 ROW_COLUMNS = ("line_number", "record_number", "raw_line", "fields", "errors", "error")
 INVALID_COLUMNS = (*LOAD_COLUMNS, *ROW_COLUMNS)
+
+# How long a load waits for a table lock a reader holds (TRUNCATE of the agency table, the swap on
+# customer_rating), in a few tries of its own lock_timeout so that no wait outlives its statement.
+LOCK_WAIT_ENV = "CUSTOMER_RATINGS_LOCK_WAIT"
+LOCK_WAIT_DEFAULT_S = 60.0
+LOCK_TRIES = 4
+LOCK_TRY_MIN_S = 1.0
+# A leftover table still read by an old transaction is left for a later load rather than waited for.
+ORPHAN_LOCK_WAIT = "200ms"
 
 ProgressFn = Callable[[int, int], None]
 """Called after each block with (bytes read, rows read) since the previous call."""
@@ -115,6 +132,7 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
     underneath the load, DatabaseError when it refuses it; nothing of the load is committed then.
     """
+    lock_wait = lock_wait_seconds()
     started = datetime.now(UTC)
     day = as_of or date.today()
     clock = time.perf_counter()
@@ -124,15 +142,21 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     try:
         with _open_regular(path, source.follow_symlinks) as fh:
             size = os.fstat(fh.fileno()).st_size
-            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day)
+            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day, lock_wait)
     except FileRejected as exc:
-        where = f" (line {exc.line})" if exc.line else ""
-        message = f"{safe(path.name)}{where}: {exc}"
-        load_id = _record(db, source, uri, size, None, "rejected", counts, started, str(exc), exc.reason.value,
+        # Rejected before its load began (unreadable): a rejection found while reading is recorded, with
+        # its invalid rows, by _load_open_file in the load's own transaction.
+        found = _Counts(read=counts.read)
+        load_id = _record(db, source, uri, size, None, "rejected", found, started, str(exc), exc.reason.value,
                           day)
         _cleanup(db, source)
-        return LoadResult(source.name, path, "rejected", counts.read, 0, 0, message, load_id, size,
-                          seconds=time.perf_counter() - clock, reason=exc.reason.value, as_of=day)
+        rejected = _rejected(source, path, exc, found, load_id, size, day)
+        return LoadResult(**{**rejected.__dict__, "seconds": time.perf_counter() - clock})
+    except LockWaitTimeout as exc:
+        message = f"{safe(path.name)}: {exc}"
+        _record(db, source, uri, size, None, "failed", counts, started, str(exc), "lock_timeout", day)
+        _cleanup(db, source)
+        raise LockWaitTimeout(message) from None
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -190,9 +214,11 @@ def _inside(real: str, folder: str) -> bool:
 
 
 def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
-                    started: datetime, counts: _Counts, progress: ProgressFn | None, day: date) -> LoadResult:
+                    started: datetime, counts: _Counts, progress: ProgressFn | None, day: date,
+                    lock_wait: float) -> LoadResult:
     conn = db.connection()
     uri = path.absolute().as_uri()
+    _watch_client(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (AGENCY_LOCK_NAMESPACE, source.name))
         current = _current(conn, source)
@@ -213,38 +239,34 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
         stage = f"customer_rating__{load_id}"
         reader = BlockReader(fh, source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
-            t0 = time.perf_counter()
-            invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts, progress,
-                                    backfill)
-            t1 = time.perf_counter()
-            sha = reader.sha256.hexdigest()
-            if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
-                raise FileRejected(
-                    RejectReason.FILE_CHANGED,
-                    f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} read): "
-                    "the agency may still be writing it; run again once it is complete",
-                )
-            _check_file_rules(source, counts)
-            _copy_invalid(conn, spool)
-            t2 = time.perf_counter()
-        _aggregate(conn, stage, counts)
-        if backfill:
-            replaced = [stage]  # its numbers are kept in the history; its rows are not current
-            if invalid_child is not None:
-                _attach_invalid(conn, invalid_child)
-        else:
-            replaced = _swap(conn, source, stage, invalid_child)
-        _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
-                        load_id=load_id, as_of=day, data_load_id=load_id)
-        if not backfill:
-            conn.execute(
-                """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (source) DO UPDATE
-                   SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
-                       child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
-                (source.name, source.table, load_id, stage, day),
-            )
+            try:
+                # A savepoint: a rejected file rolls back to here (the agency's data untouched), and its
+                # rejection is recorded below with the invalid rows found, in this same transaction.
+                with conn.transaction():
+                    t0 = time.perf_counter()
+                    invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts,
+                                            progress, backfill, lock_wait)
+                    t1 = time.perf_counter()
+                    sha = reader.sha256.hexdigest()
+                    if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
+                        raise FileRejected(
+                            RejectReason.FILE_CHANGED,
+                            f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} "
+                            "read): the agency may still be writing it; run again once it is complete",
+                        )
+                    _check_file_rules(source, counts)
+                    _copy_invalid(conn, spool)
+                    t2 = time.perf_counter()
+                    replaced = _replace(conn, source, stage, invalid_child, backfill, lock_wait, counts)
+                    _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
+                                    load_id=load_id, as_of=day, data_load_id=load_id)
+                    if not backfill:
+                        _set_current(conn, source, load_id, stage, day)
+            except FileRejected as exc:
+                _keep_rejected(conn, source, spool, load_id, lock_wait)
+                _insert_history(conn, source, uri, size, None, "rejected", counts, started, str(exc),
+                                exc.reason.value, force, load_id=load_id, as_of=day)
+                return _rejected(source, path, exc, counts, load_id, size, day)
     t3 = time.perf_counter()
     _drop_replaced(db, replaced)
     log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old slice dropped %.3f s",
@@ -252,6 +274,55 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha, as_of=day, current_as_of=current.as_of if backfill else None,
                       data_load_id=load_id)
+
+
+def _replace(conn: Connection, source: Source, stage: str, invalid_child: str | None, backfill: bool,
+             lock_wait: float, counts: _Counts) -> list[str]:
+    """The report's numbers of the new rows, then the swap (for a backfill, only its invalid rows attached);
+    returns the tables to drop after the commit."""
+    _aggregate(conn, stage, counts)
+    if not backfill:
+        return _swap(conn, source, stage, invalid_child, lock_wait)
+    if invalid_child is not None:
+        child = invalid_child
+        _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, child))
+    return [stage]  # its numbers are kept in the history; its rows are not current
+
+
+def _set_current(conn: Connection, source: Source, load_id: int, stage: str, day: date) -> None:
+    conn.execute(
+        """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (source) DO UPDATE
+           SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
+               child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
+        (source.name, source.table, load_id, stage, day),
+    )
+
+
+def _keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: int, lock_wait: float) -> None:
+    """Keep the invalid rows a rejected file's reading found, under its load id: a small file's from the
+    spool, a large file's table (committed by its helper connection) attached to file_invalid_rows. The
+    rest of what the load made (its slice of customer_rating) is dropped."""
+    _copy_invalid(conn, spool)
+    child = f"file_invalid_rows__{load_id}"
+    if conn.execute("SELECT to_regclass(%s)", (sql.Identifier(child).as_string(conn),)).fetchone() != (None,):
+        _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, child))
+    _drop_orphan_stages(conn, source)
+
+
+def _rejected(source: Source, path: Path, exc: FileRejected, counts: _Counts, load_id: int | None,
+              size: int | None, day: date) -> LoadResult:
+    where = f" (line {exc.line})" if exc.line else ""
+    return LoadResult(source.name, path, "rejected", counts.read, 0, counts.invalid, f"{safe(path.name)}{where}: {exc}",
+                      load_id, size, reason=exc.reason.value, as_of=day)
+
+
+def _watch_client(conn: Connection) -> None:
+    """Have the server check that this client is still there while a statement runs (PostgreSQL 14+), so a
+    killed client's session ends within a second instead of going on waiting (for a lock, say)."""
+    with suppress(psycopg.errors.UndefinedObject, psycopg.errors.InvalidParameterValue):
+        conn.execute("SET client_connection_check_interval = '1s'")
 
 
 def _current(conn: Connection, source: Source) -> _Current:
@@ -325,9 +396,23 @@ def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, a
 
 
 def _drop_orphan_stages(conn: Connection, source: Source) -> None:
-    """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible)."""
+    """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible).
+
+    A replaced slice a reader still holds (its transaction began before the swap) is left for a later load:
+    each drop waits at most ORPHAN_LOCK_WAIT for its lock.
+    """
     for name in _tables_of(conn, source, (CHILD_COMMENT, INVALID_COMMENT), attached=False):
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        _drop_orphan(conn, name)
+
+
+def _drop_orphan(conn: Connection, name: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(ORPHAN_LOCK_WAIT)))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+    except psycopg.errors.LockNotAvailable:
+        log.info("%s is still read by an older transaction; a later load drops it", name)
 
 
 def _comment(conn: Connection, table: str, text: str) -> None:
@@ -360,7 +445,7 @@ def _copy_statement(table: str, columns: tuple[str, ...], options: str) -> sql.C
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
             uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None,
-            backfill: bool = False) -> str | None:
+            backfill: bool = False, lock_wait: float = LOCK_WAIT_DEFAULT_S) -> str | None:
     """Validate the file block by block while COPY streams the valid lines into the agency table and into
     the agency's new slice of customer_rating.
 
@@ -371,7 +456,10 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
     if not backfill:
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+        def truncate() -> None:
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
+
+        _with_lock_wait(conn, [source.table], lock_wait, truncate)
     stage_copy = _copy_statement(stage, layout.copy_columns, DATA_FORMAT)
     parallel = size >= PARALLEL_MIN_BYTES
     helpers = [db.connect(), db.connect()] if parallel else []
@@ -403,6 +491,12 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
             _finish_invalid_child(helpers[1], source, invalid_child, load_id, uri)
             for helper in helpers:
                 helper.execute("COMMIT")
+    except FileRejected:
+        if isinstance(invalid_sink, _CopyStream):  # keep the invalid rows found so far (_keep_rejected)
+            _keep_invalid_child(helpers[1], invalid_sink, source, invalid_child, load_id, uri)
+        for stream in streams:
+            stream.abort()
+        raise
     except BaseException:
         for stream in streams:
             stream.abort()
@@ -417,6 +511,18 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
                 copy.write(chunk)
         _finish_stage(conn, source, stage, load_id)
     return invalid_child if parallel else None
+
+
+def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, child: str, load_id: int,
+                        uri: str) -> None:
+    """A large file was rejected while it was read: commit its invalid rows so far, for the rejection."""
+    try:
+        stream.close()
+        _finish_invalid_child(conn, source, child, load_id, uri)
+        conn.execute("COMMIT")
+    except psycopg.Error as exc:
+        log.warning("%s: the invalid rows found before the file was rejected could not be kept: %s",
+                    source.name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _create_invalid_child(conn: Connection, source: Source, child: str) -> None:
@@ -508,20 +614,26 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
             copy.write(chunk)
 
 
-def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None) -> list[str]:
+def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None,
+          lock_wait: float = LOCK_WAIT_DEFAULT_S) -> list[str]:
     """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds.
 
     Returns the old slice(s), detached; they are dropped after the commit (``_drop_replaced``), because
     freeing their files takes a while and the lock on customer_rating is held until the end of the commit.
     """
-    # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
-    conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-    old = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
-    for name in old:
-        conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
-    conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
-    if invalid_child is not None:
-        _attach_invalid(conn, invalid_child)
+    old: list[str] = []
+
+    def swap() -> None:
+        # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
+        conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
+        old[:] = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
+        for name in old:
+            conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
+        if invalid_child is not None:
+            _attach_invalid(conn, invalid_child)
+
+    _with_lock_wait(conn, ["customer_rating", "file_invalid_rows"], lock_wait, swap)
     return old
 
 
@@ -531,11 +643,12 @@ def _attach_invalid(conn: Connection, invalid_child: str) -> None:
 
 def _drop_replaced(db: Database, names: list[str]) -> None:
     """Drop the slices a committed load replaced. Best effort: a slice left behind (the connection was lost,
-    the process killed) is a detached orphan, dropped by the agency's next load."""
+    the process killed, a reader whose transaction predates the swap still holds it) is a detached orphan,
+    dropped by the agency's next load."""
     try:
         conn = db.connection()
         for name in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            _drop_orphan(conn, name)
     except psycopg.Error as exc:
         log.warning("could not drop the replaced tables %s (the next load will): %s", names, exc)
         db.discard_connection()
@@ -546,7 +659,8 @@ def _insert_history(conn: Connection, source: Source, uri: str, size: int | None
                     error_code: str | None, forced: bool = False, load_id: int | None = None,
                     as_of: date | None = None, data_load_id: int | None = None) -> int:
     # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
-    # numbers, so that a report for its day reads one row.
+    # numbers, so that a report for its day reads one row. A rejected file's row says what reading found
+    # (its invalid rows are kept under its load id); nothing of it is loaded.
     keeps = status in ("loaded", "unchanged")
     row = conn.execute(
         """INSERT INTO load_history (load_id, source, table_name, file_uri, file_size, sha256, status,
@@ -556,7 +670,7 @@ def _insert_history(conn: Connection, source: Source, uri: str, size: int | None
                    %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING load_id""",
         (load_id, source.name, source.table, uri, size, sha, status, counts.read,
-         counts.loaded if keeps else 0, counts.invalid if keeps else 0,
+         counts.loaded if keeps else 0, counts.invalid if keeps or status == "rejected" else 0,
          error_code, error, forced, started, as_of, data_load_id,
          counts.rating_sum if keeps else None, counts.high_value if keeps else None),
     ).fetchone()
@@ -594,32 +708,115 @@ def _cleanup(db: Database, source: Source) -> None:
         db.discard_connection()
 
 
+def lock_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """CUSTOMER_RATINGS_LOCK_WAIT: seconds a load waits for a table lock before it fails (default 60)."""
+    value = (os.environ if environ is None else environ).get(LOCK_WAIT_ENV, "").strip()
+    if not value:
+        return LOCK_WAIT_DEFAULT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (0 < seconds <= 86_400):  # also refuses nan and inf
+        raise ConfigError(f"{LOCK_WAIT_ENV}={value!r} is not a number of seconds between 0 and 86400 "
+                          f"(default {LOCK_WAIT_DEFAULT_S:g})")
+    return seconds
+
+
+def _with_lock_wait(conn: Connection, relations: list[str], budget: float, step: Callable[[], None]) -> None:
+    """Run ``step`` (statements that take strong locks on ``relations``) with a bounded lock wait.
+
+    Each try runs in a savepoint with its own ``lock_timeout`` (so a wait never outlives its statement, and
+    a killed client's session does not stay queued ahead of readers); between tries the queue is left, so
+    readers queued behind the load get through. After ``budget`` seconds: LockWaitTimeout naming the holder.
+    """
+    tries = max(1, min(LOCK_TRIES, int(budget // LOCK_TRY_MIN_S)))
+    per_try = budget / tries
+    started = time.monotonic()
+    holders: list[tuple[Any, ...]] = []
+    for attempt in range(1, tries + 1):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{per_try * 1000:.0f}ms")))
+                step()
+                conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+            return
+        except psycopg.errors.LockNotAvailable:
+            holders = _lock_holders(conn, relations)
+            log.warning("waiting for a lock on %s (try %d of %d, %.0f s so far): %s", ", ".join(relations),
+                        attempt, tries, time.monotonic() - started, _describe_holders(holders))
+    waited = time.monotonic() - started
+    raise LockWaitTimeout(
+        f"{_describe_holders(holders)}; retried {tries} times over {waited:.0f} s "
+        f"({LOCK_WAIT_ENV} = {budget:g}); nothing was loaded: run again once the reader has finished")
+
+
+def _lock_holders(conn: Connection, relations: list[str]) -> list[tuple[Any, ...]]:
+    """(relation, pid, application_name, state, xact_start) of other sessions holding locks on ``relations``."""
+    return conn.execute(
+        """SELECT DISTINCT c.relname, a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+                  a.xact_start
+           FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (
+                 SELECT oid FROM pg_database WHERE datname = current_database())
+             AND c.relname = ANY(%s)
+           ORDER BY a.xact_start NULLS LAST, a.pid""",
+        (relations,),
+    ).fetchall()
+
+
+def _describe_holders(holders: list[tuple[Any, ...]]) -> str:
+    if not holders:
+        return "another session held the lock (it has let go since)"
+    parts = []
+    for relname, pid, app, state, since in holders[:3]:
+        when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if since is not None else "?"
+        parts.append(f"a reader holds {relname} since {when} (pid {pid}, application {app or '(none)'!s}, {state})")
+    more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+    return "; ".join(parts) + more
+
+
 class _CopyStream:
     """One COPY FROM STDIN fed from a bounded queue by its own thread, so the server parses one block
-    while the client validates the next. The bound keeps memory flat when the server is the slower side."""
+    while the client validates the next. The bound keeps memory flat when the server is the slower side.
+
+    The protocol: the producer puts blocks, then exactly one end marker (``None``: ``close``, or ``_ABORT``
+    then ``None``: ``abort``). The thread takes items until it has taken the end marker, whatever happens
+    to the COPY, so the producer never blocks on a full queue and ``close`` never waits on a thread that waits
+    for a marker it already took (an error at the end of the COPY: a trigger, a statement timeout, a cancel,
+    a full disk). Once the thread has its marker it only waits for the server's answer (the COPY's result or
+    its error; a lost connection fails the read), so joining it is bounded by the server, not by the queue.
+    """
 
     _ABORT = object()
 
     def __init__(self, conn: Connection, statement: sql.Composed, depth: int = QUEUE_DEPTH) -> None:
         self._queue: Queue[object] = Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._ended = False  # the thread has taken the end marker (None)
         self._cursor = conn.cursor()
         self._statement = statement
         self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
         self._thread.start()
 
+    def _take(self) -> object:
+        item = self._queue.get()
+        if item is None:
+            self._ended = True
+        return item
+
     def _run(self) -> None:
         try:
             with self._cursor.copy(self._statement) as copy:
-                while (item := self._queue.get()) is not None:
+                while (item := self._take()) is not None:
                     if item is self._ABORT:
                         raise _Aborted
                     assert isinstance(item, bytes)
                     copy.write(item)
         except BaseException as exc:
             self._error = exc
-            while self._queue.get() is not None:  # keep draining so the producer never blocks forever
-                pass
+            while not self._ended:  # keep draining so the producer never blocks forever
+                self._take()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the server; raises the writer's error if the COPY already failed."""
@@ -628,18 +825,23 @@ class _CopyStream:
         self._queue.put(data)
 
     def close(self) -> None:
-        """Finish the COPY and wait for the server to confirm it."""
+        """Finish the COPY and wait for the server to confirm it (or raise its error)."""
         self._queue.put(None)
-        self._thread.join()
+        self._join()
         if self._error is not None:
             self._raise()
 
     def abort(self) -> None:
         """Cancel the COPY (the transaction will be rolled back by the caller)."""
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not self._ended:
             self._queue.put(self._ABORT)
             self._queue.put(None)
-            self._thread.join()
+        self._join()
+
+    def _join(self) -> None:
+        # Bounded by the server: once the thread has its end marker it waits only for the server's answer to
+        # the end of the COPY (its result or its error), and a lost connection fails that read.
+        self._thread.join()
 
     def _raise(self) -> None:
         assert self._error is not None

@@ -64,7 +64,7 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
         try:
             result = load_source(db, src, path, force=force, progress=callback, as_of=day)
         except CustomerRatingsError as exc:
-            log.error("%s", exc)
+            log.debug("%s", exc)  # the caller reports it (the CLI: one error: line)
             result = LoadResult(src.name, path, "failed", error=str(exc))
         summary.results.append(result)
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .db.server import Database
-from .errors import ConfigError
+from .errors import ConfigError, OutputWriteFailed
 
 REPORT_COLUMNS = (
     "customer",
@@ -49,7 +49,9 @@ def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a disk filling up): go on until ENOSPC
+                view = view[os.write(fd, view):]
             os.fsync(fd)
             if anonymous:
                 _link_fd(fd, tmp)
@@ -189,11 +191,19 @@ def write_report(db: Database, output_dir: Path | str, report_date: date,
     writer.writerow(REPORT_COLUMNS)
     writer.writerows(r.values for r in report_rows(db, report_date, sources) if r.complete)
     target = output_dir / report_name(report_date)
-    _remove_stale_temporaries(output_dir)
-    _write_atomically(output_dir, target, text.getvalue().encode("utf-8"))
-    dir_fd = os.open(output_dir, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        _remove_stale_temporaries(output_dir)
+        _write_atomically(output_dir, target, text.getvalue().encode("utf-8"))
+    except OSError as exc:
+        previous = "the previous report is intact" if target.exists() else "no report was written"
+        raise OutputWriteFailed(f"cannot write the report to {output_dir}: {exc.strerror or exc}; {previous}") from None
+    try:
+        dir_fd = os.open(output_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise OutputWriteFailed(f"the report {target} was written but the folder {output_dir} could not be synced to "
+                          f"disk: {exc.strerror or exc}; check the disk") from None
     return target

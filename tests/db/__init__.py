@@ -1,0 +1,1 @@
+"""Database-level tests of the loader."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -39,6 +40,7 @@ from ._cli import assert_no_traceback, cli_env, run_cli, start_cli
 POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "25"))
 SEED = int(os.environ.get("RELIABILITY_KILL_SEED", "20250513"))
 MODES = ("time", "copy", "after_copy", "report_query", "report_file")
+COMPANION = re.compile(r"Customer_Rating_(Invalid_Rows_\w+_\d{8}\.csv|Quality_Report_\d{8}\.html)")
 REPORT = "Customer_Rating_Aggregate_Report_20250513.csv"
 
 
@@ -130,7 +132,8 @@ def _campaign(database_url: str, tmp_path: Path, versions: dict[str, Version], p
             if a not in changed:
                 assert after_agencies[a].fingerprint == before_agencies[a].fingerprint, f"{where}: {a}"
 
-        leftovers = sorted(n for n in os.listdir(out) if n != REPORT)
+        # The report's companions (reconciliation files, the quality page) are complete files too.
+        leftovers = sorted(n for n in os.listdir(out) if n != REPORT and not COMPANION.fullmatch(n))
         if leftovers:  # checked at the end, so that the other kill points still run independently
             litter.append(f"{where}: the output folder holds {leftovers} besides the report")
             for name in leftovers:

@@ -117,7 +117,7 @@ def connect(conninfo: str, deadline: float = CONNECT_DEADLINE_S) -> Connection:
     while True:
         remaining = give_up_at - time.monotonic()
         try:
-            return psycopg.connect(conninfo, autocommit=True,
+            return psycopg.connect(conninfo, autocommit=True, application_name="customer-ratings",
                                    connect_timeout=max(2, min(10, math.ceil(max(remaining, 0)))))
         except psycopg.OperationalError as exc:
             message = scrub(_first_line(exc), conninfo)
