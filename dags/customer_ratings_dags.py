@@ -138,7 +138,7 @@ def customer_ratings_load() -> None:
             config = sources_config()
         check_data_dir(data_dir)  # a folder this worker cannot see: retried
         with library_errors("cannot start the load: "):
-            found = discover(config, data_dir)
+            found = discover(config, data_dir, day=day)  # a {date:...} pattern takes the run's own file
             init_database(settings(), config)
         if not found.selected:
             raise DataLocationUnavailable(
