@@ -99,9 +99,9 @@ def line(title: str, values: Sequence[float | None], *, percent: bool = False) -
 
 def stacked_bars(series: Mapping[str, Sequence[int]]) -> Chart:
     """Stacked bars, one bar per day, one series (a colour in the legend) per key."""
-    chart = pygal.StackedBar(width=260, height=90 + 12 * ((len(series) + 1) // 2), show_legend=True,
-                             legend_at_bottom=True, legend_at_bottom_columns=2, legend_box_size=7,
-                             truncate_legend=40, **_COMMON)
+    chart = pygal.StackedBar(width=260, height=96 + 13 * len(series), show_legend=True,
+                             legend_at_bottom=True, legend_at_bottom_columns=1, legend_box_size=7,
+                             truncate_legend=48, **_COMMON)
     for name, values in series.items():
         chart.add(name, list(values))
     return _finish(chart)
