@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 from markupsafe import escape
 
-from customer_ratings import Database
+from customer_ratings import Database, load_sources
 from customer_ratings.quality import build_quality_page, database_display, quality_page_name, write_quality_page
 from tests.days.quality_fixture import HOSTILE, load_hostile_week
-from tests.days.week import DAYS
+from tests.days.week import DAYS, week_config, write_week
 
 
 def test_the_page_is_written_atomically_beside_the_report(db: Database, tmp_path: Path) -> None:
@@ -94,3 +95,69 @@ def test_thirty_days_of_fifty_agencies_is_under_one_megabyte(db: Database, tmp_p
     size = path.stat().st_size
     print(f"quality page for 30 days x 50 agencies: {size} bytes")
     assert size < 1_000_000, size
+
+
+class _Summary(HTMLParser):
+    """The summary table's rows as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_table = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._in_table = ("id", "summary") in attrs
+        elif self._in_table and tag == "tr":
+            self.rows.append([])
+        elif self._in_table and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_table = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data + " ")
+
+
+def summary_of(text: str) -> dict[str, list[str]]:
+    parser = _Summary()
+    parser.feed(text)
+    return {row[0]: row[1:] for row in parser.rows if row}
+
+
+def test_the_summary_says_each_day_s_status(db: Database, tmp_path: Path) -> None:
+    load_hostile_week(db, tmp_path / "week")
+    names = ["agency_a", "agency_b", "agency_c"]
+    first = summary_of(build_quality_page(db, DAYS[0], names))
+    assert first["agency_a"][0] == "loaded" and first["agency_a"][-1] == "first load"
+    assert first["agency_c"][0].startswith("missing") and first["agency_c"][1:6] == [""] * 5
+    third = summary_of(build_quality_page(db, DAYS[2], names))
+    assert third["agency_b"][0] == ("missing no file matching 'Customer Rating Agency B Inc*.csv'; "
+                                    "stale since 2025-05-13")
+    assert third["agency_b"][1] == "2025-05-13"
+    fourth = summary_of(build_quality_page(db, DAYS[3], names))
+    assert fourth["agency_a"][0] == "unchanged"
+    assert fourth["agency_a"][-1] == "+0 rows, +0.00 pts invalid (vs 2025-05-14)"
+    after = summary_of(build_quality_page(db, DAYS[-1] + timedelta(days=2), names))
+    assert after["agency_a"][0] == "stale since 2025-05-18 no file seen for this day"
+    assert after["agency_c"][0] == "stale since 2025-05-17 no file seen for this day"
+
+
+def test_the_page_for_a_day_is_the_same_when_built_again_after_later_days(db: Database, tmp_path: Path) -> None:
+    week = write_week(tmp_path / "week")
+    config = week_config()
+    names = [s.name for s in config.sources]
+    at = datetime(2025, 5, 20, 6, 0, tzinfo=UTC)
+    for day in DAYS[:4]:
+        load_sources(db, config, week.folder(day), as_of=day)
+    that_day = build_quality_page(db, DAYS[3], names, generated_at=at)
+    for day in DAYS[4:]:
+        load_sources(db, config, week.folder(day), as_of=day)
+    assert build_quality_page(db, DAYS[3], names, generated_at=at) == that_day
