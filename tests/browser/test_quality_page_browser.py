@@ -126,6 +126,14 @@ def test_the_quality_page_in_a_browser(db: Database, chrome: webdriver.Chrome, t
            WHERE load_id = %s ORDER BY line_number LIMIT 5""", (current["agency_a"].load_id,)).fetchall()
     assert [tuple(r) for r in a["samples"]] == first
 
+    # printed: the print styles apply (agencies one below the other) and the page prints
+    chrome.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    assert chrome.execute_script(  # type: ignore[no-untyped-call]
+        "return getComputedStyle(document.querySelector('.agencies')).display") == "block"
+    chrome.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    pdf = base64.b64decode(chrome.execute_cdp_cmd("Page.printToPDF", {})["data"])
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shot = chrome.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
     SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
