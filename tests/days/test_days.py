@@ -185,3 +185,25 @@ def test_the_default_date_is_today_in_the_local_time_zone(
         recorded = conn.execute("SELECT as_of_date FROM load_history WHERE source = 'agency_a'").fetchall()
     assert len(recorded) == 1
     assert recorded[0][0] in {before, after}
+
+
+def test_a_day_whose_file_was_unchanged_is_newer_than_a_correction_of_the_day_before(
+        week: Week, db: Database, tmp_path: Path) -> None:
+    # day 3's file is day 2's (unchanged); a corrected file for day 2 arriving after it is a backfill
+    source = CONFIG.source("agency_a")
+    day2, day3 = week.file("agency_a", DAYS[2]), week.file("agency_a", DAYS[3])
+    other = week.file("agency_a", DAYS[5])
+    assert day2 is not None and day3 is not None and other is not None
+    first = load_source(db, source, day2.path, as_of=DAYS[2])
+    assert load_source(db, source, day3.path, as_of=DAYS[3]).status == "unchanged"
+    correction = tmp_path / "correction.csv"
+    correction.write_bytes(other.path.read_bytes())
+    fixed = load_source(db, source, correction, as_of=DAYS[2])
+    assert fixed.status == "loaded" and fixed.backfill
+    conn = db.connection()
+    assert conn.execute("SELECT load_id FROM source_current WHERE source = 'agency_a'").fetchone() == (first.load_id,)
+    rows = sorted(conn.execute("SELECT customer_number, customer_rating, customer_rating_limit, customer_status "
+                               "FROM customer_rating_agency_a").fetchall())
+    assert rows == sorted(day3.valid)
+    assert [tuple(r)[1:5] for r in report_rows(db, DAYS[3], ["agency_a"])] == [day3.numbers]
+    assert [tuple(r)[1:5] for r in report_rows(db, DAYS[2], ["agency_a"])] == [other.numbers]
