@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from markupsafe import escape
 
-from customer_ratings import Database, load_sources
+from customer_ratings import ConfigError, Database, load_sources
 from customer_ratings.quality import build_quality_page, database_display, quality_page_name, write_quality_page
 from tests.days.quality_fixture import HOSTILE, load_hostile_week
 from tests.days.week import DAYS, week_config, write_week
@@ -161,3 +162,8 @@ def test_the_page_for_a_day_is_the_same_when_built_again_after_later_days(db: Da
     for day in DAYS[4:]:
         load_sources(db, config, week.folder(day), as_of=day)
     assert build_quality_page(db, DAYS[3], names, generated_at=at) == that_day
+
+
+def test_the_page_goes_to_a_local_folder_only(db: Database) -> None:
+    with pytest.raises(ConfigError, match="local folder"):
+        write_quality_page(db, "s3://bucket/reports/", DAYS[0], ["agency_a"])

@@ -248,6 +248,8 @@ def write_quality_page(db: Database, output_dir: Path | str, day: date, sources:
     ``database`` is what the page says about the database (default: user, host, port and name from the
     connection, never a password); ``config_path`` the config file shown (None: the built-in sources).
     """
+    if "://" in str(output_dir):
+        raise ConfigError(f"the quality page is written to a local folder, not {output_dir}: use --no-html")
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
