@@ -326,8 +326,14 @@ def _watch_client(conn: Connection) -> None:
 
 
 def _current(conn: Connection, source: Source) -> _Current:
-    row = conn.execute("SELECT load_id, as_of_date FROM source_current WHERE source = %s",
-                       (source.name,)).fetchone()
+    # The current data stands for the newest day it was loaded or found unchanged for: after day 3's file was
+    # day 2's (unchanged), a corrected file for day 2 is a backfill, not a replacement of day 3's snapshot.
+    row = conn.execute(
+        """SELECT c.load_id, greatest(c.as_of_date, (SELECT max(h.as_of_date) FROM load_history h
+                                                     WHERE h.source = c.source AND h.status = 'unchanged'
+                                                       AND h.data_load_id = c.load_id))
+           FROM source_current c WHERE c.source = %s""",
+        (source.name,)).fetchone()
     return _Current(None, None) if row is None else _Current(row[0], row[1])
 
 
