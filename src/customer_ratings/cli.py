@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -54,6 +55,7 @@ from .discovery import Discovery, discover
 from .errors import ConfigError, CustomerRatingsError, Interrupted
 from .load import LoadResult, ProgressFn, lock_wait_seconds
 from .pipeline import RunSummary, init_database, load_sources
+from .quality import write_quality_page
 from .reconcile import write_invalid_files
 from .report import report_notes, report_rows, write_report
 
@@ -118,6 +120,22 @@ SourceOpt = Annotated[str | None, typer.Option("--source", help="Only this agenc
 NoInvalidFilesOpt = Annotated[
     bool, typer.Option("--no-invalid-files",
                        help="Do not write Customer_Rating_Invalid_Rows_<name>_YYYYMMDD.csv beside the report.")]
+NoHtmlOpt = Annotated[
+    bool, typer.Option("--no-html",
+                       help="Do not write Customer_Rating_Quality_Report_YYYYMMDD.html beside the report.")]
+DaysOpt = Annotated[
+    int, typer.Option("--days", min=1, max=3660, metavar="N",
+                      help="Days of history in the quality page's charts.")]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What `report` and `run` write beside the CSV report."""
+
+    invalid_files: bool = True
+    html: bool = True
+    days: int = 30
+    config_path: Path | None = None
 
 
 def _version(value: bool) -> None:
@@ -156,30 +174,35 @@ def load(data_dir: DataDirOpt, date_: DateOpt = None, config: ConfigOpt = None, 
 
 @app.command()
 def report(output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = None,
-           no_invalid_files: NoInvalidFilesOpt = False, verbose: VerboseOpt = False) -> None:
+           no_invalid_files: NoInvalidFilesOpt = False, no_html: NoHtmlOpt = False, days: DaysOpt = 30,
+           verbose: VerboseOpt = False) -> None:
     """Write Customer_Rating_Aggregate_Report_YYYYMMDD.csv from each agency's load current as of the date,
-    and beside it each agency's invalid rows of that load (Customer_Rating_Invalid_Rows_<name>_YYYYMMDD.csv)."""
+    and beside it each agency's invalid rows of that load (Customer_Rating_Invalid_Rows_<name>_YYYYMMDD.csv)
+    and the data-quality page (Customer_Rating_Quality_Report_YYYYMMDD.html)."""
     _verbose(verbose)
     with _errors():
         day = _parse_date(date_)
         cfg = load_config(config)
         settings = Settings.from_env()
         with open_database(settings) as db:
-            _write_report(db, settings, cfg, output_dir, day, invalid_files=not no_invalid_files)
+            _write_report(db, settings, cfg, output_dir, day,
+                          Outputs(not no_invalid_files, not no_html, days, config))
 
 
 @app.command()
 def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = None,
         force: ForceOpt = False, quiet: QuietOpt = False, format_: LoadFormatOpt = TableOrJson.table,
-        no_invalid_files: NoInvalidFilesOpt = False, verbose: VerboseOpt = False) -> None:
-    """Load every agency (as `load`), then write the report and the invalid-rows files (as `report`).
+        no_invalid_files: NoInvalidFilesOpt = False, no_html: NoHtmlOpt = False, days: DaysOpt = 30,
+        verbose: VerboseOpt = False) -> None:
+    """Load every agency (as `load`), then write the report, the invalid-rows files and the quality page
+    (as `report`).
 
     The output folder is checked for writing before anything is loaded."""
     _verbose(verbose)
     with _errors():
         day = _parse_date(date_)
         summary = _load(data_dir, config, force, quiet, day, format_, verbose, report_to=output_dir,
-                        invalid_files=not no_invalid_files)
+                        outputs=Outputs(not no_invalid_files, not no_html, days, config))
     raise typer.Exit(summary.exit_code)
 
 
@@ -290,7 +313,7 @@ def _verbose(verbose: bool) -> None:
 
 
 def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: Path, day: date,
-                  invalid_files: bool = True) -> Path:
+                  outputs: Outputs) -> Path:
     names = [src.name for src in cfg.sources]
     started = time.perf_counter()
     rows = report_rows(db, day, names)
@@ -303,11 +326,17 @@ def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: Pat
                      f"(database: {describe_database(settings)}): is this the right database?",
                      markup=False, highlight=False)
     stderr.print(f"report written: {path}", markup=False, highlight=False)
-    if invalid_files:
+    if outputs.invalid_files:
         started = time.perf_counter()
         for written in write_invalid_files(db, output_dir, day, names):
             stderr.print(f"invalid rows written: {written}", markup=False, highlight=False)
         log.info("invalid-rows files written in %.3f s", time.perf_counter() - started)
+    if outputs.html:
+        started = time.perf_counter()
+        page = write_quality_page(db, output_dir, day, names, outputs.days, outputs.config_path,
+                                  database=describe_database(settings))
+        stderr.print(f"quality page written: {page}", markup=False, highlight=False)
+        log.info("quality page written in %.3f s", time.perf_counter() - started)
     return path
 
 
@@ -324,7 +353,7 @@ def _check_writable(output_dir: Path) -> None:
 
 
 def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date, fmt: TableOrJson,
-          verbose: bool, report_to: Path | None = None, invalid_files: bool = True) -> RunSummary:
+          verbose: bool, report_to: Path | None = None, outputs: Outputs | None = None) -> RunSummary:
     cfg = load_config(config_path)
     lock_wait_seconds()  # a bad CUSTOMER_RATINGS_LOCK_WAIT is a usage error (exit 2), before anything is touched
     started = time.perf_counter()
@@ -346,7 +375,7 @@ def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, da
             if fmt is TableOrJson.table:
                 _print_summary(summary, cfg, found, verbose)
             if report_to is not None:
-                report_path = _write_report(db, settings, cfg, report_to, day, invalid_files)
+                report_path = _write_report(db, settings, cfg, report_to, day, outputs or Outputs())
     finally:
         if summary is not None:
             if fmt is TableOrJson.json:

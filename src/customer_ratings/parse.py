@@ -150,6 +150,8 @@ class BlockReader:
             size += len(chunk)
             has_newline = has_newline or b"\n" in chunk
             if size > limit and not has_newline:
+                if b"\r" in chunk:
+                    raise _cr_only(self.lines_returned + 1)
                 raise FileRejected(
                     RejectReason.RECORD_TOO_LARGE,
                     f"the line is longer than {limit >> 20} MiB; is this really a CSV file?",
@@ -163,6 +165,11 @@ class BlockReader:
         if self.count_lines:
             self.lines_returned += data.count(b"\n")
         return data, self._eof
+
+
+def _cr_only(line: int) -> FileRejected:
+    return FileRejected(RejectReason.BAD_HEADER, "the header's line ends with a lone CR (old Mac line ends): "
+                        "convert the file to LF or CRLF line ends and drop it again", line)
 
 
 def read_header(reader: BlockReader) -> tuple[Header, int]:
@@ -191,6 +198,8 @@ def read_header(reader: BlockReader) -> tuple[Header, int]:
     line, rest = (stripped, b"") if end < 0 else (stripped[:end], stripped[end + 1:])
     if not line.strip(b"\r"):
         raise FileRejected(RejectReason.NO_HEADER, "the file has no header line (only blank lines)", 1)
+    if b"\r" in line.rstrip(b"\r"):
+        raise _cr_only(skipped + 1)
     reader.push_back(rest)
     line_number = skipped + 1
     try:

@@ -137,7 +137,10 @@ def plan_layout(header: Header, source: Source) -> Layout:
             [*known, *([f"{others} unknown column name(s)"] if others else [])]))
     unknown = [n for n in header.names if n.lower() not in COLUMNS]
     if unknown and source.extra_columns == "reject":
-        problems.append(f"{len(unknown)} unknown column(s) {_names(unknown)} (set extra_columns = \"ignore\" to allow)")
+        # With a required column missing, an unknown one is most likely it, renamed: ignoring would not help.
+        hint = ("renamed? each expected column must be there" if missing
+                else 'set extra_columns = "ignore" to allow')
+        problems.append(f"{len(unknown)} unknown column(s) {_names(unknown)} ({hint})")
     if problems:
         raise FileRejected(
             RejectReason.BAD_HEADER,
