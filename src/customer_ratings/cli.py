@@ -36,6 +36,7 @@ from .db.server import Database, open_database
 from .discovery import discover
 from .errors import ConfigError, CustomerRatingsError
 from .load import ProgressFn
+from .outputs import check_writable
 from .pipeline import RunSummary, init_database, load_sources
 from .report import report_notes, write_report
 
@@ -55,8 +56,12 @@ ConfigOpt = Annotated[
     typer.Option("--config", help="Sources file (TOML). Default: the built-in agencies A to D.",
                  dir_okay=False),
 ]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Folder holding the agencies' CSV files.")]
-OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder the report is written into.")]
+DataDirOpt = Annotated[str, typer.Option(
+    "--data-dir", metavar="<dir|url>",
+    help="Folder holding the agencies' CSV files, or s3://BUCKET/PREFIX/ (gs://, az://).")]
+OutputDirOpt = Annotated[str, typer.Option(
+    "--output-dir", metavar="<dir|url>",
+    help="Folder the report is written into, or s3://BUCKET/PREFIX/ (gs://, az://).")]
 DateOpt = Annotated[
     str | None,
     typer.Option("--date", help="The as-of date the files are for, YYYY-MM-DD. Default: today (local time).",
@@ -100,11 +105,12 @@ def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, c
     """Load every agency (as `load`), then write the report (as `report`)."""
     with _errors():
         day = _parse_date(date_)
+        check_writable(output_dir)  # before anything is loaded (OutputError: exit 2)
         summary = _load(data_dir, config, force, quiet, day, report_to=output_dir)
     raise typer.Exit(summary.exit_code)
 
 
-def _write_report(db: Database, cfg: Config, output_dir: Path, day: date) -> None:
+def _write_report(db: Database, cfg: Config, output_dir: str, day: date) -> None:
     names = [src.name for src in cfg.sources]
     path = write_report(db, output_dir, day, names)
     for note in report_notes(db, day, names):
@@ -112,8 +118,8 @@ def _write_report(db: Database, cfg: Config, output_dir: Path, day: date) -> Non
     stderr.print(f"report written: {path}", markup=False, highlight=False)
 
 
-def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date,
-          report_to: Path | None = None) -> RunSummary:
+def _load(data_dir: str, config_path: Path | None, force: bool, quiet: bool, day: date,
+          report_to: str | None = None) -> RunSummary:
     cfg = load_config(config_path)
     found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
     with open_database(Settings.from_env()) as db:
