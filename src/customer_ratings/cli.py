@@ -105,7 +105,6 @@ def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, c
     """Load every agency (as `load`), then write the report (as `report`)."""
     with _errors():
         day = _parse_date(date_)
-        check_writable(output_dir)  # before anything is loaded (OutputError: exit 2)
         summary = _load(data_dir, config, force, quiet, day, report_to=output_dir)
     raise typer.Exit(summary.exit_code)
 
@@ -122,6 +121,8 @@ def _load(data_dir: str, config_path: Path | None, force: bool, quiet: bool, day
           report_to: str | None = None) -> RunSummary:
     cfg = load_config(config_path)
     found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
+    if report_to is not None:
+        check_writable(report_to)  # run: the output is writable before anything is loaded (OutputError: exit 2)
     with open_database(Settings.from_env()) as db:
         ensure_agency_tables(db.connection(), cfg)
         with _progress(quiet) as on_file:
