@@ -1,7 +1,7 @@
 """A real S3-protocol server for tests: moto's standalone server as a subprocess on 127.0.0.1.
 
-Importable by any test package (``from tests.s3server import MotoServer``); ``tests/inputs/conftest.py``
-wraps it in session fixtures.
+Importable by any test package (``from tests.s3server import MotoServer``); ``tests/conftest.py`` wraps it in
+session fixtures (``s3_server``, ``s3_auth_server``, ``s3_env``, ``bucket``, ``s3``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +41,16 @@ class MotoServer:
     port: int
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
+    log_path: str | None = None
+    """The server's stdout and stderr: one access-log line per request (``"GET /bucket/key HTTP/1.1" 200``)."""
+
+    def requests(self) -> list[str]:
+        """The request lines the server has logged so far (``GET /bucket/key?query HTTP/1.1``), oldest first."""
+        if self.log_path is None:
+            return []
+        with open(self.log_path, "rb") as fh:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", fh.read().decode("utf-8", "replace"))  # werkzeug's colours
+        return re.findall(r'"((?:GET|PUT|HEAD|POST|DELETE) \S+ HTTP/[0-9.]+)"', text)
 
     @property
     def endpoint(self) -> str:
@@ -89,7 +100,7 @@ def moto_server(*, initial_no_auth_actions: int | None = None) -> Iterator[MotoS
         del env[name]
     if initial_no_auth_actions is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(initial_no_auth_actions)
-    with tempfile.TemporaryFile() as log:
+    with tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log") as log:
         process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
@@ -99,7 +110,7 @@ def moto_server(*, initial_no_auth_actions: int | None = None) -> Iterator[MotoS
                     log.seek(0)
                     raise RuntimeError(f"moto server did not start on port {port}: {log.read()[-2000:]!r}")
                 time.sleep(0.1)
-            yield MotoServer(process, port)
+            yield MotoServer(process, port, log_path=log.name)
         finally:
             process.terminate()
             try:
@@ -131,3 +142,12 @@ def create_users(server: MotoServer) -> AuthUsers:
     iam.put_user_policy(UserName="loader", PolicyName="s3", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     return AuthUsers(allowed=keys[0], denied=keys[1])
+
+
+@dataclass
+class AuthServer:
+    """A server that checks signatures and IAM policies, its users, and a bucket made by the allowed one."""
+
+    server: MotoServer
+    users: AuthUsers
+    bucket: str

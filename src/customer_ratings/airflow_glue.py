@@ -272,11 +272,11 @@ def missing_report_dates(db: Database, output_dir: Path, until: date, days: int)
     return [day for (day,) in rows if not (output_dir / report_name(day)).exists()]
 
 
-def write_reports(db: Database, output_dir: Path, dates: Sequence[date], sources: Sequence[str]) -> list[Path]:
+def write_reports(db: Database, output_dir: Path, dates: Sequence[date], sources: Sequence[str]) -> list[Path | str]:
     """Write the report of every date in ``dates`` (reports for past dates are rewritten identically)."""
     from .report import report_notes, write_report
 
-    written = []
+    written: list[Path | str] = []
     for day in sorted(set(dates)):
         written.append(write_report(db, output_dir, day, sources))
         for note in report_notes(db, day, sources):

@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +53,7 @@ from .db.url import scrub
 from .discovery import Discovery, discover
 from .errors import ConfigError, CustomerRatingsError, Interrupted
 from .load import LoadResult, ProgressFn, lock_wait_seconds
+from .outputs import check_writable
 from .pipeline import RunSummary, init_database, load_sources
 from .quality import write_quality_page
 from .reconcile import write_invalid_files
@@ -94,9 +94,13 @@ ConfigOpt = Annotated[
     typer.Option("--config", help="Sources file (TOML). Default: the built-in agencies A to D.",
                  dir_okay=False),
 ]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Folder holding the agencies' CSV files.")]
-OutputDirOpt = Annotated[
-    Path, typer.Option("--output-dir", help="Folder the report (and the invalid-rows files) is written into.")]
+DataDirOpt = Annotated[str, typer.Option(
+    "--data-dir", metavar="<dir|url>",
+    help="Folder holding the agencies' CSV files, or s3://BUCKET/PREFIX/ (gs://, az://).")]
+OutputDirOpt = Annotated[str, typer.Option(
+    "--output-dir", metavar="<dir|url>",
+    help="Folder the report, the invalid-rows files and the quality page are written into, or "
+         "s3://BUCKET/PREFIX/ (gs://, az://).")]
 DateOpt = Annotated[
     str | None,
     typer.Option("--date", help="The as-of date the files are for, YYYY-MM-DD. Default: today (local time).",
@@ -312,8 +316,8 @@ def _verbose(verbose: bool) -> None:
         log.setLevel(logging.INFO)
 
 
-def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: Path, day: date,
-                  outputs: Outputs) -> Path:
+def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: str, day: date,
+                  outputs: Outputs) -> Path | str:
     names = [src.name for src in cfg.sources]
     started = time.perf_counter()
     rows = report_rows(db, day, names)
@@ -340,30 +344,18 @@ def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: Pat
     return path
 
 
-def _check_writable(output_dir: Path) -> None:
-    """The output folder exists (created if missing) and takes a new file; else a ConfigError (exit 2)."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".customer-ratings-write-check-", dir=output_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError(f"output folder {output_dir} is not writable ({exc.strerror}): check --output-dir; "
-                          "nothing was loaded") from None
-
-
-def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, day: date, fmt: TableOrJson,
-          verbose: bool, report_to: Path | None = None, outputs: Outputs | None = None) -> RunSummary:
+def _load(data_dir: str, config_path: Path | None, force: bool, quiet: bool, day: date, fmt: TableOrJson,
+          verbose: bool, report_to: str | None = None, outputs: Outputs | None = None) -> RunSummary:
     cfg = load_config(config_path)
     lock_wait_seconds()  # a bad CUSTOMER_RATINGS_LOCK_WAIT is a usage error (exit 2), before anything is touched
     started = time.perf_counter()
     found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
     log.info("discovered %d file(s) in %.3f s", len(found.selected), time.perf_counter() - started)
     if report_to is not None:
-        _check_writable(report_to)
+        check_writable(report_to)  # the output takes files before anything is loaded (else exit 2)
     settings = Settings.from_env()
     summary: RunSummary | None = None
-    report_path: Path | None = None
+    report_path: Path | str | None = None
     try:
         with open_database(settings) as db:
             ensure_agency_tables(db.connection(), cfg)
@@ -384,7 +376,7 @@ def _load(data_dir: Path, config_path: Path | None, force: bool, quiet: bool, da
     return summary
 
 
-def _print_errors(summary: RunSummary, cfg: Config, data_dir: Path, day: date) -> None:
+def _print_errors(summary: RunSummary, cfg: Config, data_dir: str, day: date) -> None:
     for result in summary.results:
         if result.status in ("rejected", "failed"):
             stderr.print(f"error: {result.source}: {result.error}", markup=False, highlight=False)
@@ -400,7 +392,7 @@ def _in_config_order(summary: RunSummary, cfg: Config) -> list[tuple[str, LoadRe
             if src.name in by_source or src.name in summary.missing]
 
 
-def _summary_document(summary: RunSummary, cfg: Config, found: Discovery, report_path: Path | None) -> Any:
+def _summary_document(summary: RunSummary, cfg: Config, found: Discovery, report_path: Path | str | None) -> Any:
     results = []
     for name, r in _in_config_order(summary, cfg):
         if r is None:

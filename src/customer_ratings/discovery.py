@@ -1,5 +1,9 @@
 """Data folder + sources -> the day's file per agency, the files no source claims, and conflicts.
 
+The data folder is any input location (a local folder or an ``s3://``/``gs://``/``az://`` prefix, see
+:mod:`customer_ratings.inputs`), listed one level; what is found are its :class:`~customer_ratings.inputs.Entry`
+values (with their size and ETag), matched by ``Entry.name``.
+
 Matching is about O(files), not O(files x sources): each pattern becomes a regular expression filed under its
 literal prefix (the text before its first wildcard), so a file name is tried only against the few patterns
 whose prefix it starts with (plus those that start with a wildcard).
@@ -14,10 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 from .config import Config, DatePart, Source, split_pattern
 from .display import safe
-from .errors import ConfigError
+from .errors import ConfigError, LocationError
+from .inputs import Entry, LocalFolder, Location, open_location
 
 UNMATCHED_SHOWN = 5
 """How many unmatched file names a summary line shows (the rest as a count)."""
@@ -25,21 +31,24 @@ UNMATCHED_SHOWN = 5
 
 @dataclass(frozen=True)
 class Discovery:
-    """What a data folder holds for the configured sources."""
+    """What a data folder holds for the configured sources: entries of its listing (``Entry.path`` is the
+    file's path in a local folder; ``str(entry)`` the path or the object's URI)."""
 
-    selected: dict[str, Path]
+    selected: dict[str, Entry]
     """Source name -> the day's file (the last matching name)."""
-    superseded: dict[str, list[Path]] = field(default_factory=dict)
+    superseded: dict[str, list[Entry]] = field(default_factory=dict)
     """Source name -> older matching files that were not loaded."""
-    unmatched: list[Path] = field(default_factory=list)
+    unmatched: list[Entry] = field(default_factory=list)
     """Files that match no source (all of them, sorted by name); left alone."""
     missing: list[str] = field(default_factory=list)
     """Configured sources with no file for the day, in config order."""
-    other_days: dict[str, list[Path]] = field(default_factory=dict)
+    other_days: dict[str, list[Entry]] = field(default_factory=dict)
     """Dated source (``{date:...}`` in its pattern) -> files of other days than ``day``; neither loaded nor
     unmatched."""
     day: date | None = None
     """The as-of date the dated patterns were resolved for."""
+    location: Location | None = field(default=None, compare=False, repr=False)
+    """The location that was listed (what opens the entries); None for :func:`match_names` on bare names."""
 
     def unmatched_summary(self, limit: int = UNMATCHED_SHOWN) -> str:
         """One line for the run's summary: the count and the first ``limit`` names, escaped (see
@@ -55,32 +64,40 @@ def names_summary(names: Sequence[str], limit: int = UNMATCHED_SHOWN) -> str:
 
 
 def discover(config: Config, data_dir: Path | str, day: date | None = None) -> Discovery:
-    """Match the files in ``data_dir`` (not its sub-folders) against every source's ``file_pattern``.
+    """Match the files in ``data_dir`` (not its sub-folders or sub-prefixes) against every source's
+    ``file_pattern``. ``data_dir`` is a local folder or an object-store URL (``s3://bucket/prefix/``).
 
     Patterns are shell-style globs matched case-sensitively. When several files match one source, the last
     by name is the day's file. A file that matches two sources is a ConfigError. A pattern with
-    ``{date:<strftime>}`` matches only the file of ``day`` (default: today).
+    ``{date:<strftime>}`` matches only the file of ``day`` (default: today). A local folder that is missing or
+    cannot be listed is a ConfigError; a bucket that cannot be listed a LocationError (LocationUnreachable when
+    its endpoint did not answer).
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise ConfigError(f"data folder {safe(str(data_dir))} does not exist or is not a folder: check --data-dir")
-    try:
-        entries = {entry.name: _is_dir(entry) for entry in os.scandir(data_dir)}
-    except OSError as exc:
-        raise ConfigError(f"data folder {safe(str(data_dir))} cannot be listed: {exc.strerror}") from None
-    return match_names(config, entries, data_dir, day)
+    location = open_location(data_dir)
+    if isinstance(location, LocalFolder):
+        folder = location.folder
+        if not folder.is_dir():
+            raise ConfigError(f"data folder {safe(str(folder))} does not exist or is not a folder: check --data-dir")
+        try:
+            entries = location.list()
+        except LocationError as exc:
+            raise ConfigError(safe(str(exc))) from None
+    else:
+        entries = location.list()
+    return match_names(config, entries, location.uri, day, location=location)
 
 
-def match_names(config: Config, entries: dict[str, bool] | Iterable[str], data_dir: Path,
-                day: date | None = None) -> Discovery:
-    """The matching of :func:`discover` on a listing: names (-> whether the entry is a folder)."""
-    listing = entries if isinstance(entries, dict) else dict.fromkeys(entries, False)
+def match_names(config: Config, entries: Iterable[Entry] | dict[str, bool] | Iterable[str], data_dir: Path | str,
+                day: date | None = None, *, location: Location | None = None) -> Discovery:
+    """The matching of :func:`discover` on a listing: its entries, or bare names (-> whether the entry is a
+    folder), which become local entries under ``data_dir``."""
+    listing = _by_name(entries, data_dir)
     if day is None and any(src.dated for src in config.sources):
         day = date.today()
     matcher = _Matcher(config.sources, day)
     matches: dict[str, list[str]] = {src.name: [] for src in config.sources}
     others: dict[str, list[str]] = {}
-    unmatched: list[Path] = []
+    unmatched: list[Entry] = []
     conflicts: list[str] = []
     for name in sorted(listing):
         owners, shapes = matcher.match(name)
@@ -92,18 +109,34 @@ def match_names(config: Config, entries: dict[str, bool] | Iterable[str], data_d
         elif shapes:
             for src in shapes:
                 others.setdefault(src, []).append(name)
-        elif not listing[name]:  # a folder that matches no pattern is just a folder
-            unmatched.append(data_dir / name)
+        elif not listing[name].is_dir:  # a folder that matches no pattern is just a folder
+            unmatched.append(listing[name])
     if conflicts:
         raise ConfigError(conflicts)
     return Discovery(
-        selected={src: data_dir / files[-1] for src, files in matches.items() if files},
-        superseded={src: [data_dir / f for f in files[:-1]] for src, files in matches.items() if len(files) > 1},
+        selected={src: listing[files[-1]] for src, files in matches.items() if files},
+        superseded={src: [listing[f] for f in files[:-1]] for src, files in matches.items() if len(files) > 1},
         unmatched=unmatched,
         missing=[src for src, files in matches.items() if not files],
-        other_days={src: [data_dir / f for f in files] for src, files in others.items()},
+        other_days={src: [listing[f] for f in files] for src, files in others.items()},
         day=day,
+        location=location,
     )
+
+
+def _by_name(entries: Iterable[Entry] | dict[str, bool] | Iterable[str], data_dir: Path | str) -> dict[str, Entry]:
+    """Name -> entry; bare names become local entries (path ``data_dir / name``, size unknown: 0)."""
+    if isinstance(entries, dict):
+        names: Iterable[tuple[str, bool]] = entries.items()
+    else:
+        items = list(entries)
+        if all(isinstance(e, Entry) for e in items):
+            return {e.name: e for e in items if isinstance(e, Entry)}
+        names = ((str(n), False) for n in items)
+    folder = Path(data_dir)
+    base = folder.absolute().as_uri().rstrip("/") + "/"
+    return {name: Entry(name, base + quote_from_bytes(os.fsencode(name)), 0, None, is_dir=is_dir,
+                        path=folder / name) for name, is_dir in names}
 
 
 class _Entry:
@@ -373,11 +406,3 @@ def _strftime_regex(fmt: str) -> str:
             out.append(re.escape(fmt[i]))
             i += 1
     return "".join(out)
-
-
-def _is_dir(entry: os.DirEntry[str]) -> bool:
-    """Whether an entry is a folder; a broken link or a link loop is not (its load will say what it is)."""
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False

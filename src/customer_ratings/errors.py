@@ -92,8 +92,10 @@ class LocationError(CustomerRatingsError):
 
 
 class LocationUnreachable(LocationError):
-    """The object store's endpoint did not answer (connection refused, DNS, timeout); running again may help."""
+    """The object store's endpoint did not answer (connection refused, DNS, timeout); running again may help
+    (exit 1, like a database that cannot be reached)."""
 
+    exit_code = 1
     retryable = True
 
 

@@ -8,6 +8,7 @@ and a crash at any point leaves the old data in place (docs/adr/0001-atomic-repl
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from queue import Queue
+from types import TracebackType
 from typing import IO, Any, BinaryIO
 
 import psycopg
@@ -38,6 +40,7 @@ from .errors import (
     RejectReason,
     TransientDatabaseError,
 )
+from .inputs import Entry, Location, Stream
 from .parse import BlockReader, read_header
 from .validate import BlockValidator, InvalidRow, copy_text, detect_eol, plan_layout
 
@@ -79,7 +82,8 @@ class LoadResult:
     """What happened to one agency's file."""
 
     source: str
-    path: Path
+    path: Path | Entry
+    """The local file, or the object's listing entry (``str()`` of it is its ``s3://bucket/key``)."""
     status: str
     rows_read: int = 0
     rows_loaded: int = 0
@@ -121,9 +125,12 @@ class _Current:
     as_of: date | None
 
 
-def load_source(db: Database, source: Source, path: Path, *, force: bool = False,
-                progress: ProgressFn | None = None, as_of: date | None = None) -> LoadResult:
+def load_source(db: Database, source: Source, path: Path | Entry, *, location: Location | None = None,
+                force: bool = False, progress: ProgressFn | None = None, as_of: date | None = None) -> LoadResult:
     """Load ``path`` as the snapshot of ``source`` for the day ``as_of`` (default: today, local time).
+
+    ``path`` is a local file, or an :class:`~customer_ratings.inputs.Entry` of ``location``'s listing (a
+    local folder's entry is opened by its path; an object's through ``location``, pinned to its listed ETag).
 
     The agency's tables take the new rows unless the agency already holds data of a later day (a backfill:
     recorded in full in the history, with its numbers and invalid rows, but the newer data stays).
@@ -138,11 +145,14 @@ def load_source(db: Database, source: Source, path: Path, *, force: bool = False
     clock = time.perf_counter()
     counts = _Counts()
     size: int | None = None
-    uri = path.absolute().as_uri()
+    entry = path if isinstance(path, Entry) else Entry(path.name, path.absolute().as_uri(), 0, None, path=path)
+    path = entry.path if entry.path is not None else entry
+    uri = entry.uri
     try:
-        with _open_regular(path, source.follow_symlinks) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            result = _load_open_file(db, source, path, fh, size, force, started, counts, progress, day, lock_wait)
+        with _open_entry(entry, location, source.follow_symlinks) as fh:
+            size = os.fstat(fh.fileno()).st_size if isinstance(fh, io.IOBase) else entry.size
+            result = _load_open_file(db, source, entry, fh, size, force, started, counts, progress, day,
+                                     lock_wait)
     except FileRejected as exc:
         # Rejected before its load began (unreadable): a rejection found while reading is recorded, with
         # its invalid rows, by _load_open_file in the load's own transaction.
@@ -175,6 +185,41 @@ def record_missing(db: Database, source: Source, searched: str, as_of: date | No
     keeps its data. Returns the history row's load id (None if even that could not be written)."""
     return _record(db, source, searched, None, None, "missing", _Counts(), datetime.now(UTC),
                    f"no file matching {source.file_pattern!r}", None, as_of or date.today())
+
+
+def _open_entry(entry: Entry, location: Location | None, follow_symlinks: bool) -> Stream:
+    """A local entry's file (checked by ``_open_regular``), or an object opened at its first read."""
+    if entry.path is not None:
+        return _open_regular(entry.path, follow_symlinks)
+    if location is None:
+        raise ValueError(f"load_source of {entry.uri} needs the location it was listed in")
+    where = location
+    return _Deferred(lambda: where.open(entry))
+
+
+class _Deferred:
+    """An object opened (its first GET made) at the first read: an unchanged object, known by its listed size
+    and ETag, is never fetched."""
+
+    def __init__(self, open_stream: Callable[[], Stream]) -> None:
+        self._open = open_stream
+        self._stream: Stream | None = None
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._stream is None:
+            self._stream = self._open()
+        return self._stream.read(n)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def __enter__(self) -> _Deferred:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _open_regular(path: Path, follow_symlinks: bool = False) -> BinaryIO:
@@ -213,21 +258,23 @@ def _inside(real: str, folder: str) -> bool:
     return os.path.commonpath([real, folder]) == folder
 
 
-def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size: int, force: bool,
+def _load_open_file(db: Database, source: Source, entry: Entry, fh: Stream, size: int, force: bool,
                     started: datetime, counts: _Counts, progress: ProgressFn | None, day: date,
                     lock_wait: float) -> LoadResult:
     conn = db.connection()
-    uri = path.absolute().as_uri()
+    uri = entry.uri
+    path = entry.path if entry.path is not None else entry
     _watch_client(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (AGENCY_LOCK_NAMESPACE, source.name))
         current = _current(conn, source)
         if not force:
-            unchanged = _unchanged(conn, source, fh, size)
+            unchanged = _unchanged(conn, source, fh, size, entry.etag)
             if unchanged is not None:
                 same = _counts_of(conn, current.load_id)
                 load_id = _insert_history(conn, source, uri, size, unchanged, "unchanged", same, started,
-                                          None, None, force, as_of=day, data_load_id=current.load_id)
+                                          None, None, force, as_of=day, data_load_id=current.load_id,
+                                          etag=entry.etag)
                 return LoadResult(source.name, path, "unchanged", same.read, same.loaded, same.invalid,
                                   load_id=load_id, file_size=size, sha256=unchanged, as_of=day,
                                   data_load_id=current.load_id)
@@ -248,7 +295,9 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                                             progress, backfill, lock_wait)
                     t1 = time.perf_counter()
                     sha = reader.sha256.hexdigest()
-                    if reader.bytes_read != size or os.fstat(fh.fileno()).st_size != size:
+                    # A local file's size now (an object's reader checks the object's ETag itself, part by part).
+                    if reader.bytes_read != size or (isinstance(fh, io.IOBase)
+                                                     and os.fstat(fh.fileno()).st_size != size):
                         raise FileRejected(
                             RejectReason.FILE_CHANGED,
                             f"the file changed while it was read ({size} bytes at the start, {reader.bytes_read} "
@@ -259,13 +308,13 @@ def _load_open_file(db: Database, source: Source, path: Path, fh: BinaryIO, size
                     t2 = time.perf_counter()
                     replaced = _replace(conn, source, stage, invalid_child, backfill, lock_wait, counts)
                     _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
-                                    load_id=load_id, as_of=day, data_load_id=load_id)
+                                    load_id=load_id, as_of=day, data_load_id=load_id, etag=entry.etag)
                     if not backfill:
                         _set_current(conn, source, load_id, stage, day)
             except FileRejected as exc:
                 _keep_rejected(conn, source, spool, load_id, lock_wait)
                 _insert_history(conn, source, uri, size, None, "rejected", counts, started, str(exc),
-                                exc.reason.value, force, load_id=load_id, as_of=day)
+                                exc.reason.value, force, load_id=load_id, as_of=day, etag=entry.etag)
                 return _rejected(source, path, exc, counts, load_id, size, day)
     t3 = time.perf_counter()
     _drop_replaced(db, replaced)
@@ -311,7 +360,7 @@ def _keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: 
     _drop_orphan_stages(conn, source)
 
 
-def _rejected(source: Source, path: Path, exc: FileRejected, counts: _Counts, load_id: int | None,
+def _rejected(source: Source, path: Path | Entry, exc: FileRejected, counts: _Counts, load_id: int | None,
               size: int | None, day: date) -> LoadResult:
     where = f" (line {exc.line})" if exc.line else ""
     return LoadResult(source.name, path, "rejected", counts.read, 0, counts.invalid, f"{safe(path.name)}{where}: {exc}",
@@ -354,15 +403,20 @@ def _aggregate(conn: Connection, stage: str, counts: _Counts) -> None:
     counts.rating_sum, counts.high_value = int(row[0]), int(row[1])
 
 
-def _unchanged(conn: Connection, source: Source, fh: BinaryIO, size: int) -> str | None:
-    """The file's sha256 when it equals the agency's current load; hashed only when the sizes agree."""
+def _unchanged(conn: Connection, source: Source, fh: Stream, size: int, etag: str | None = None) -> str | None:
+    """The file's sha256 when it equals the agency's current load; hashed only when the sizes agree.
+
+    An object (``etag`` from its listing) is the current load's when its size and ETag are: nothing is read.
+    """
     row = conn.execute(
-        """SELECT h.sha256, h.file_size FROM source_current c JOIN load_history h USING (load_id)
+        """SELECT h.sha256, h.file_size, h.etag FROM source_current c JOIN load_history h USING (load_id)
            WHERE c.source = %s""",
         (source.name,),
     ).fetchone()
     if row is None or row[1] != size:
         return None
+    if etag is not None or not isinstance(fh, io.IOBase):  # multipart ETags are no digests: equality only
+        return str(row[0]) if etag is not None and row[2] == etag and row[0] is not None else None
     digest = hashlib.sha256()
     while chunk := fh.read(1 << 20):
         digest.update(chunk)
@@ -663,7 +717,7 @@ def _drop_replaced(db: Database, names: list[str]) -> None:
 def _insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
                     status: str, counts: _Counts, started: datetime, error: str | None,
                     error_code: str | None, forced: bool = False, load_id: int | None = None,
-                    as_of: date | None = None, data_load_id: int | None = None) -> int:
+                    as_of: date | None = None, data_load_id: int | None = None, etag: str | None = None) -> int:
     # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
     # numbers, so that a report for its day reads one row. A rejected file's row says what reading found
     # (its invalid rows are kept under its load id); nothing of it is loaded.
@@ -671,14 +725,14 @@ def _insert_history(conn: Connection, source: Source, uri: str, size: int | None
     row = conn.execute(
         """INSERT INTO load_history (load_id, source, table_name, file_uri, file_size, sha256, status,
                                      rows_read, rows_loaded, rows_invalid, error_code, error, forced, started_at,
-                                     as_of_date, data_load_id, sum_customer_rating, high_value_count)
+                                     as_of_date, data_load_id, sum_customer_rating, high_value_count, etag)
            VALUES (COALESCE(%s, nextval(pg_get_serial_sequence('load_history', 'load_id'))),
-                   %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING load_id""",
         (load_id, source.name, source.table, uri, size, sha, status, counts.read,
          counts.loaded if keeps else 0, counts.invalid if keeps or status == "rejected" else 0,
          error_code, error, forced, started, as_of, data_load_id,
-         counts.rating_sum if keeps else None, counts.high_value if keeps else None),
+         counts.rating_sum if keeps else None, counts.high_value if keeps else None, etag),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -125,7 +125,19 @@ def check_writable(location: str | Path) -> None:
         raise OutputError(f"output folder {folder} is not a folder: check --output-dir")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=marker, suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"output folder {folder} is not writable: {_reason(exc)}") from None
+    tmp_name: str | None = None
+    try:
+        # An anonymous file where the system has them: nothing with a name is ever left, even by a kill -9.
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600) if hasattr(os, "O_TMPFILE") else -1
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise OutputError(f"output folder {folder} is not writable: {_reason(exc)}") from None
+        fd = -1
+    try:
+        if fd < 0:
+            fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=marker, suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"output folder {folder} is not writable: {_reason(exc)}") from None
     try:
@@ -135,5 +147,6 @@ def check_writable(location: str | Path) -> None:
         raise OutputError(f"output folder {folder} is not writable: {_reason(exc)}") from None
     finally:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)

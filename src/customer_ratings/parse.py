@@ -15,9 +15,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from .errors import FileRejected, RejectReason
+from .inputs.base import Stream
 
 BLOCK_SIZE = 1 << 20
 MAX_HEADER_BYTES = 4 << 20
@@ -64,7 +64,7 @@ class Header:
 class BlockReader:
     """Reads a file as UTF-8 blocks that end on a line end, hashing the original bytes as it goes."""
 
-    def __init__(self, raw: BinaryIO, encoding: str = "utf-8", block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, raw: Stream, encoding: str = "utf-8", block_size: int = BLOCK_SIZE) -> None:
         self._raw = raw
         self._block_size = block_size
         self._encoding = encoding

@@ -13,6 +13,7 @@ from .db.migrate import ensure_agency_tables
 from .db.server import Database, open_database
 from .discovery import Discovery, discover
 from .errors import CustomerRatingsError
+from .inputs import Entry, LocalFolder, open_location
 from .load import LoadResult, ProgressFn, load_source, record_missing
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class RunSummary:
     """Every agency's outcome of one load run, plus what the data folder held besides."""
 
     results: list[LoadResult] = field(default_factory=list)
-    unmatched: list[Path] = field(default_factory=list)
+    unmatched: list[Entry] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     """Configured sources with no file in the data folder."""
 
@@ -45,26 +46,29 @@ def init_database(settings: Settings, config: Config) -> None:
 def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: bool = False,
                  progress: Callable[[Source, Path], ProgressFn | None] | None = None,
                  discovery: Discovery | None = None, as_of: date | None = None) -> RunSummary:
-    """Load the file of every configured source found in ``data_dir`` for the day ``as_of`` (default today),
-    one after the other.
+    """Load the file of every configured source found in ``data_dir`` (a local folder or an object-store URL)
+    for the day ``as_of`` (default today), one after the other.
 
     A rejected or failed file does not stop the others; its agency keeps its previous data. A source with no
     file is recorded as ``missing`` (and keeps its data too).
     """
     day = as_of or date.today()
     found = discovery or discover(config, data_dir, day=day)
+    location = found.location or open_location(data_dir)
+    searched = location.folder.absolute().as_uri() if isinstance(location, LocalFolder) else location.uri
     summary = RunSummary(unmatched=found.unmatched, as_of=day)
     for src in config.sources:
-        path = found.selected.get(src.name)
-        if path is None:
+        entry = found.selected.get(src.name)
+        if entry is None:
             summary.missing.append(src.name)
-            record_missing(db, src, Path(data_dir).absolute().as_uri(), day)
+            record_missing(db, src, searched, day)
             continue
-        callback = progress(src, path) if progress else None
+        # the progress callback takes a Path: an object's is its URI as a (non-existing) path, so no total
+        callback = progress(src, entry.path or Path(entry.uri)) if progress else None
         try:
-            result = load_source(db, src, path, force=force, progress=callback, as_of=day)
+            result = load_source(db, src, entry, location=location, force=force, progress=callback, as_of=day)
         except CustomerRatingsError as exc:
             log.debug("%s", exc)  # the caller reports it (the CLI: one error: line)
-            result = LoadResult(src.name, path, "failed", error=str(exc))
+            result = LoadResult(src.name, entry.path or entry, "failed", error=str(exc))
         summary.results.append(result)
     return summary

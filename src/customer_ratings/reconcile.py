@@ -16,7 +16,9 @@ from pathlib import Path
 from . import report
 from .db.server import Database
 from .errors import ConfigError
+from .inputs import is_url
 from .inspection import format_errors, invalid_rows, status_rows
+from .outputs import write_atomic
 
 COLUMNS = ("line_number", "record_number", "error", "errors", "raw_line")
 """``errors`` is every failing column as ``column: code (message); ...`` (inspection.format_errors)."""
@@ -35,16 +37,23 @@ def file_name(source: str, day: date) -> str:
     return f"Customer_Rating_Invalid_Rows_{safe_name(source)}_{day:%Y%m%d}.csv"
 
 
-def write_invalid_files(db: Database, output_dir: Path | str, day: date, sources: Sequence[str]) -> list[Path]:
+def write_invalid_files(db: Database, output_dir: Path | str, day: date,
+                        sources: Sequence[str]) -> list[Path | str]:
     """Write one reconciliation file per agency of ``sources`` whose load current as of ``day`` has invalid
     rows, and return their paths. An older file of that name for an agency with no invalid rows (any more) is
-    removed, so the folder always says what the database says."""
+    removed, so the folder always says what the database says.
+
+    To object storage each file is one PUT (atomic there), built in memory: one load's invalid rows."""
+    if is_url(str(output_dir)):
+        return [write_atomic(str(output_dir), file_name(row["source"], day),
+                             b"".join(_csv_chunks(invalid_rows(db, [row["load_id"]]))))
+                for row in status_rows(db, day, sources) if row["load_id"] is not None and row["rows_invalid"]]
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"output folder {output_dir} cannot be created: {exc.strerror}") from None
-    written = []
+    written: list[Path | str] = []
     for row in status_rows(db, day, sources):
         target = output_dir / file_name(row["source"], day)
         if row["load_id"] is None or not row["rows_invalid"]:

@@ -1,4 +1,6 @@
-"""The aggregate report: report.sql -> ``Customer_Rating_Aggregate_Report_YYYYMMDD.csv``, written atomically."""
+"""The aggregate report: report.sql -> ``Customer_Rating_Aggregate_Report_YYYYMMDD.csv``, written atomically
+to a local folder (an anonymous file renamed over the target) or to object storage (one PUT, see
+:mod:`customer_ratings.outputs`)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .db.server import Database
 from .errors import ConfigError, OutputWriteFailed
+from .inputs import is_url
+from .outputs import write_atomic
 
 REPORT_COLUMNS = (
     "customer",
@@ -173,23 +178,31 @@ def report_notes(db: Database, report_date: date, sources: Sequence[str] | None 
 
 
 def write_report(db: Database, output_dir: Path | str, report_date: date,
-                 sources: Sequence[str] | None = None) -> Path:
-    """Write the report for ``report_date`` into ``output_dir`` atomically and return its path.
+                 sources: Sequence[str] | None = None) -> Path | str:
+    """Write the report for ``report_date`` into ``output_dir`` atomically and return its path (a local
+    folder) or its URI (``s3://bucket/prefix/``, ``gs://``, ``az://``: one PUT, which the store makes atomic).
 
     One row per agency of ``sources`` (default: every agency in the history) with a load as of that date.
 
-    The CSV is written completely and flushed to disk before it is renamed over the target (see
-    ``_write_atomically``), so neither a reader nor a crash ever sees a half-written report.
+    Locally the CSV is written completely and flushed to disk before it is renamed over the target (see
+    ``_write_atomically``), so neither a reader nor a crash ever sees a half-written report. Raises
+    :class:`~customer_ratings.errors.OutputError` when an object store refuses the PUT.
     """
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows(r.values for r in report_rows(db, report_date, sources) if r.complete)
+    if isinstance(output_dir, str) and is_url(output_dir) and not output_dir.startswith("file://"):
+        return write_atomic(output_dir, report_name(report_date), text.getvalue().encode("utf-8"))
+    # Not outputs.write_atomic: its named temporary file would survive a kill -9 mid-write; the anonymous
+    # file here (O_TMPFILE) gets a name only just before the rename.
+    if isinstance(output_dir, str) and output_dir.startswith("file://"):
+        output_dir = unquote(urlsplit(output_dir).path)
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"output folder {output_dir} cannot be created: {exc.strerror}") from None
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS)
-    writer.writerows(r.values for r in report_rows(db, report_date, sources) if r.complete)
     target = output_dir / report_name(report_date)
     try:
         _remove_stale_temporaries(output_dir)

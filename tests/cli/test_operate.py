@@ -97,7 +97,8 @@ def test_run_writes_the_invalid_rows_of_each_agency_beside_the_report(seeded: Pa
     files = sorted(p.name for p in seeded.iterdir())
     assert files == ["Customer_Rating_Aggregate_Report_20250513.csv",
                      "Customer_Rating_Invalid_Rows_agency_b_20250513.csv",
-                     "Customer_Rating_Invalid_Rows_agency_d_20250513.csv"]
+                     "Customer_Rating_Invalid_Rows_agency_d_20250513.csv",
+                     "Customer_Rating_Quality_Report_20250513.html"]
     assert (seeded / files[0]).read_bytes() == (SAMPLE / files[0]).read_bytes()
     rows = list(csv.reader(io.StringIO((seeded / files[1]).read_text())))
     assert rows[0] == ["line_number", "record_number", "error", "errors", "raw_line"]
@@ -115,7 +116,8 @@ def test_report_rewrites_them_and_no_invalid_files_turns_them_off(seeded: Path, 
                  "Customer_Rating_Invalid_Rows_agency_d_20250513.csv"):
         assert (again / name).read_bytes() == (seeded / name).read_bytes()
     off = tmp_path / "off"
-    assert cli("report", "--output-dir", str(off), "--date", DAY, "--no-invalid-files").returncode == 0
+    assert cli("report", "--output-dir", str(off), "--date", DAY, "--no-invalid-files",
+               "--no-html").returncode == 0
     assert [p.name for p in off.iterdir()] == ["Customer_Rating_Aggregate_Report_20250513.csv"]
     assert not list(again.glob(".*.tmp")), "no temporary file is left behind"
 

@@ -6,11 +6,11 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
-import pytest
 from markupsafe import escape
 
-from customer_ratings import ConfigError, Database, load_sources
+from customer_ratings import Database, load_sources
 from customer_ratings.quality import build_quality_page, database_display, quality_page_name, write_quality_page
 from tests.days.quality_fixture import HOSTILE, load_hostile_week
 from tests.days.week import DAYS, week_config, write_week
@@ -164,6 +164,8 @@ def test_the_page_for_a_day_is_the_same_when_built_again_after_later_days(db: Da
     assert build_quality_page(db, DAYS[3], names, generated_at=at) == that_day
 
 
-def test_the_page_goes_to_a_local_folder_only(db: Database) -> None:
-    with pytest.raises(ConfigError, match="local folder"):
-        write_quality_page(db, "s3://bucket/reports/", DAYS[0], ["agency_a"])
+def test_the_page_goes_to_object_storage_in_one_put(db: Database, bucket: str, s3: Any) -> None:
+    uri = write_quality_page(db, f"s3://{bucket}/reports/", DAYS[0], ["agency_a"])
+    assert uri == f"s3://{bucket}/reports/{quality_page_name(DAYS[0])}"
+    body = s3.get_object(Bucket=bucket, Key=f"reports/{quality_page_name(DAYS[0])}")["Body"].read()
+    assert body.startswith(b"<!DOCTYPE html>") or b"<html" in body[:200]

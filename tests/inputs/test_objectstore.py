@@ -19,8 +19,7 @@ from customer_ratings.errors import (
     RejectReason,
 )
 from customer_ratings.inputs import Entry, ObjectStoreLocation, open_location
-from tests.inputs.conftest import AuthServer
-from tests.s3server import SECRET_KEY, MotoServer, free_port
+from tests.s3server import SECRET_KEY, AuthServer, MotoServer, free_port
 
 MiB = 1 << 20
 

@@ -7,12 +7,23 @@ import fnmatch
 import random
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from customer_ratings import ConfigError
 from customer_ratings.config import Config, Source, parse_config
 from customer_ratings.discovery import discover, match_names, names_summary
+
+
+def _paths(value: Any) -> Any:
+    """Discovery's entries as their local paths (dicts and lists kept), to compare with expected paths."""
+    if isinstance(value, dict):
+        return {k: _paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_paths(v) for v in value]
+    return value.path
+
 
 DATA = Path("/data")
 DAY = date(2025, 5, 13)
@@ -70,13 +81,13 @@ def test_2000_sources_and_22000_names_in_one_pass() -> None:
     config, names, selected, superseded, other_days, missing = _scale_case()
     assert len(names) == 22_000
     found = match_names(config, names, DATA, DAY)
-    assert found.selected == {s: DATA / f for s, f in selected.items()}
-    assert found.superseded == {s: [DATA / f for f in fs] for s, fs in superseded.items()}
-    assert found.other_days == {s: [DATA / f for f in fs] for s, fs in other_days.items()}
+    assert _paths(found.selected) == {s: DATA / f for s, f in selected.items()}
+    assert _paths(found.superseded) == {s: [DATA / f for f in fs] for s, fs in superseded.items()}
+    assert _paths(found.other_days) == {s: [DATA / f for f in fs] for s, fs in other_days.items()}
     assert set(found.missing) == missing
     claimed = {f for f in selected.values()} | {f for fs in superseded.values() for f in fs} | {
         f for fs in other_days.values() for f in fs}
-    assert found.unmatched == [DATA / n for n in sorted(set(names) - claimed)]
+    assert _paths(found.unmatched) == [DATA / n for n in sorted(set(names) - claimed)]
     assert len(found.unmatched) == 22_000 - len(claimed)
 
 
@@ -122,30 +133,30 @@ def test_a_dated_pattern_takes_only_the_file_of_the_day() -> None:
     names = ["Customer Rating Agency A Inc_20250512.csv", "Customer Rating Agency A Inc_20250513.csv",
              "Customer Rating Agency A Inc_20250514.csv", "Customer Rating Agency A Inc_notes.csv", "B_1.csv"]
     found = match_names(config, names, DATA, DAY)
-    assert found.selected == {"s0": DATA / names[1], "s1": DATA / "B_1.csv"}
-    assert found.superseded == {}
-    assert found.other_days == {"s0": [DATA / names[0], DATA / names[2]]}
+    assert _paths(found.selected) == {"s0": DATA / names[1], "s1": DATA / "B_1.csv"}
+    assert _paths(found.superseded) == {}
+    assert _paths(found.other_days) == {"s0": [DATA / names[0], DATA / names[2]]}
     # a name that only looks like the pattern is not a day's file: it is unmatched
-    assert found.unmatched == [DATA / "Customer Rating Agency A Inc_notes.csv"]
+    assert _paths(found.unmatched) == [DATA / "Customer Rating Agency A Inc_notes.csv"]
     assert found.missing == [] and found.day == DAY
 
 
 def test_a_dated_source_without_the_days_file_is_missing() -> None:
     found = match_names(_config("A_{date:%Y-%m-%d}.csv"), ["A_2025-05-12.csv"], DATA, DAY)
-    assert found.selected == {} and found.missing == ["s0"]
-    assert found.other_days == {"s0": [DATA / "A_2025-05-12.csv"]} and found.unmatched == []
+    assert _paths(found.selected) == {} and found.missing == ["s0"]
+    assert _paths(found.other_days) == {"s0": [DATA / "A_2025-05-12.csv"]} and _paths(found.unmatched) == []
 
 
 def test_several_files_of_the_day_the_last_by_name_wins() -> None:
     found = match_names(_config("A_{date:%Y%m%d}*.csv"), ["A_20250513.csv", "A_20250513_v2.csv"], DATA, DAY)
-    assert found.selected == {"s0": DATA / "A_20250513_v2.csv"}
-    assert found.superseded == {"s0": [DATA / "A_20250513.csv"]}
+    assert _paths(found.selected) == {"s0": DATA / "A_20250513_v2.csv"}
+    assert _paths(found.superseded) == {"s0": [DATA / "A_20250513.csv"]}
 
 
 def test_the_formatted_date_is_glob_escaped_and_braces_can_be_literal() -> None:
     found = match_names(_config("A{{x}}_{date:[%Y]}.csv"), ["A{x}_[2025].csv", "A{x}_2.csv"], DATA, DAY)
-    assert found.selected == {"s0": DATA / "A{x}_[2025].csv"}
-    assert found.unmatched == [DATA / "A{x}_2.csv"]
+    assert _paths(found.selected) == {"s0": DATA / "A{x}_[2025].csv"}
+    assert _paths(found.unmatched) == [DATA / "A{x}_2.csv"]
 
 
 def test_no_day_means_today(tmp_path: Path) -> None:
@@ -153,7 +164,7 @@ def test_no_day_means_today(tmp_path: Path) -> None:
     (tmp_path / f"A_{today:%Y%m%d}.csv").write_text("x")
     (tmp_path / "A_19990101.csv").write_text("x")
     found = discover(_config("A_{date:%Y%m%d}.csv"), tmp_path)
-    assert found.selected == {"s0": tmp_path / f"A_{today:%Y%m%d}.csv"} and found.day == today
+    assert _paths(found.selected) == {"s0": tmp_path / f"A_{today:%Y%m%d}.csv"} and found.day == today
     assert discover(_config("A_*.csv"), tmp_path).day is None
 
 

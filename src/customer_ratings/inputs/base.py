@@ -35,6 +35,10 @@ class Entry:
     key: str | None = None
     """Object stores only: the object's path relative to the location's prefix (what the store opens)."""
 
+    def __str__(self) -> str:
+        """What a message shows: the local path, or the object's URI."""
+        return str(self.path) if self.path is not None else self.uri
+
 
 @runtime_checkable
 class Stream(Protocol):

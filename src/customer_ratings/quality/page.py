@@ -23,6 +23,8 @@ from psycopg import conninfo as pg_conninfo
 
 from ..db.server import Database
 from ..errors import ConfigError
+from ..inputs import is_url
+from ..outputs import write_atomic
 from ..report import ReportRow, _write_atomically, report_rows
 from . import charts
 
@@ -241,15 +243,17 @@ def build_quality_page(db: Database, day: date, sources: Sequence[str] | None = 
 
 def write_quality_page(db: Database, output_dir: Path | str, day: date, sources: Sequence[str] | None = None,
                        days: int = 30, config_path: Path | str | None = None, *, database: str | None = None,
-                       generated_at: datetime | None = None) -> Path:
-    """Write ``Customer_Rating_Quality_Report_YYYYMMDD.html`` for ``day`` into ``output_dir`` (a local folder,
-    beside the CSV report) atomically and return its path.
+                       generated_at: datetime | None = None) -> Path | str:
+    """Write ``Customer_Rating_Quality_Report_YYYYMMDD.html`` for ``day`` into ``output_dir`` (a local folder
+    or an object-storage prefix, beside the CSV report) atomically and return its path (or URI).
 
     ``database`` is what the page says about the database (default: user, host, port and name from the
     connection, never a password); ``config_path`` the config file shown (None: the built-in sources).
     """
-    if "://" in str(output_dir):
-        raise ConfigError(f"the quality page is written to a local folder, not {output_dir}: use --no-html")
+    if is_url(str(output_dir)):  # one PUT: atomic there (the page is small: < 1 MB for 50 agencies)
+        text = build_quality_page(db, day, sources, days, config_path, database=database,
+                                  generated_at=generated_at)
+        return write_atomic(str(output_dir), quality_page_name(day), text.encode("utf-8"))
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
