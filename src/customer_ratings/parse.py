@@ -198,10 +198,15 @@ def read_header(reader: BlockReader) -> tuple[Header, int]:
     line, rest = (stripped, b"") if end < 0 else (stripped[:end], stripped[end + 1:])
     if not line.strip(b"\r"):
         raise FileRejected(RejectReason.NO_HEADER, "the file has no header line (only blank lines)", 1)
-    if b"\r" in line.rstrip(b"\r"):
-        raise _cr_only(skipped + 1)
-    reader.push_back(rest)
     line_number = skipped + 1
+    # NUL before the line-end checks: UTF-16 text read as bytes has NULs beside its CRs, and the NULs say
+    # more about what is wrong.
+    if b"\x00" in line:
+        raise FileRejected(RejectReason.BAD_HEADER, "the header contains NUL bytes: this is not a text CSV file "
+                           "(UTF-16? then set `encoding` for this source)", line_number)
+    if b"\r" in line.rstrip(b"\r"):
+        raise _cr_only(line_number)
+    reader.push_back(rest)
     try:
         text = line.rstrip(b"\r").decode("utf-8")
     except UnicodeDecodeError:
@@ -210,9 +215,6 @@ def read_header(reader: BlockReader) -> tuple[Header, int]:
             "the header is not valid UTF-8: set `encoding` for this source to the file's encoding",
             line_number,
         ) from None
-    if "\x00" in text:
-        raise FileRejected(RejectReason.BAD_HEADER, "the header contains NUL bytes: this is not a text CSV file",
-                           line_number)
     try:
         with _field_limit():
             names = next(csv.reader([text], strict=True))

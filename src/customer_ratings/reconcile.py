@@ -6,7 +6,6 @@ memory, and the file is written atomically (complete and on disk before it gets 
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -67,18 +66,35 @@ def write_invalid_files(db: Database, output_dir: Path | str, day: date,
 
 
 def _csv_chunks(rows: Iterable[dict[str, object]]) -> Iterator[bytes]:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    sink = _EncodedChunks()
+    writer = csv.writer(sink, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
         writer.writerow((row["line_number"], row["record_number"], row["error"],
                          format_errors(row["errors"]),  # type: ignore[arg-type]
                          row["raw_line"]))
-        if text.tell() >= CHUNK_BYTES:
-            yield text.getvalue().encode("utf-8")
-            text.seek(0)
-            text.truncate()
-    yield text.getvalue().encode("utf-8")
+        if sink.size >= CHUNK_BYTES:
+            yield from sink.take()
+    yield from sink.take()
+
+
+class _EncodedChunks:
+    """Where csv.writer writes: each row is encoded at once and kept as bytes until taken, so a row of a
+    100 MB raw line costs one encoded copy (a StringIO would hold it as text, then again as its value)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.chunks.append(data)
+        self.size += len(data)
+        return len(text)
+
+    def take(self) -> list[bytes]:
+        chunks, self.chunks, self.size = self.chunks, [], 0
+        return chunks
 
 
 def write_streamed(folder: Path, target: Path, chunks: Iterable[bytes]) -> None:

@@ -30,6 +30,8 @@ from . import charts
 
 SAMPLE_ROWS = 5
 """Invalid rows of the day shown per agency."""
+SAMPLE_CHARS = 500
+"""Characters of a sample's raw line shown on the page (the reconciliation file has whole lines)."""
 
 
 def quality_page_name(day: date) -> str:
@@ -190,7 +192,8 @@ def build_quality_page(db: Database, day: date, sources: Sequence[str] | None = 
     samples: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
     invalid_rows: dict[int, int] = {}
     for load_id, line, error, raw, total in conn.execute(_query("invalid_samples.sql"),
-                                                         {"loads": today_loads, "limit": SAMPLE_ROWS}):
+                                                         {"loads": today_loads, "limit": SAMPLE_ROWS,
+                                                          "shown": SAMPLE_CHARS}):
         samples[load_id].append((line, error, raw))
         invalid_rows[load_id] = total
 
