@@ -1,6 +1,6 @@
-"""Files from PARALLEL_MIN_BYTES on take the three-connection path: the slice of customer_rating and the
-load's own table of invalid rows are streamed on helper connections and attached in the load's transaction.
-Whatever the path, the database must end up the same."""
+"""Files from PARALLEL_MIN_BYTES on take the parallel path: the rows are split across several child tables and
+the load's own table of invalid rows, each streamed on a helper connection and attached in the load's
+transaction. Whatever the path, the database must end up the same."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_a_large_file_gives_the_invalid_rows_of_a_small_one(db: Database, tmp_pa
     if large.rows_invalid:
         assert load_columns == [(large.load_id, AGENCY.name, AGENCY.table, large_path.absolute().as_uri())]
         assert _children(db, "file_invalid_rows") == [f"file_invalid_rows__{large.load_id}"]
-    assert _children(db, "customer_rating") == [f"customer_rating__{large.load_id}"]
+    children = _children(db, "customer_rating")
+    assert children and all(c.split("_")[3] == str(large.load_id) for c in children), children
+    assert _children(db, AGENCY.table) == children, "each child belongs to both parents"
 
 
 def test_a_query_for_one_load_skips_the_other_loads_tables(db: Database, tmp_path: Path) -> None:
@@ -84,3 +86,4 @@ def test_a_rejected_large_file_keeps_only_its_invalid_rows(db: Database, tmp_pat
     # its invalid rows are kept (SPEC: under the rejected load's id), nothing else of it
     assert sorted(tables) == [f"customer_rating__{before.load_id}", f"file_invalid_rows__{result.load_id}"]
     assert _children(db, "customer_rating") == [f"customer_rating__{before.load_id}"]
+    assert _children(db, AGENCY.table) == [f"customer_rating__{before.load_id}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -77,3 +78,61 @@ def test_every_migration_file_is_applied_once_in_order(db: object, database_url:
         applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
     assert applied == [name for _, name, _ in migrations()]
     assert [p.name for p in sorted(Path(migrations.__code__.co_filename).parent.glob("migrations/*.sql"))] == applied
+
+
+# What versions 0002-0004 left (each row twice): the agency table holds its rows, and a child of
+# customer_rating (the four columns, customer and load_id as constants) holds them again.
+_V4_DATA = """
+CREATE TABLE customer_rating_agency_t (customer_number INTEGER, customer_rating INTEGER,
+                                       customer_rating_limit INTEGER, customer_status VARCHAR(25));
+INSERT INTO customer_rating_agency_t VALUES (1, 10, 100, 'high-value'), (2, 20, 200, 'low-value');
+CREATE TABLE customer_rating__1 (customer_number INTEGER, customer_rating INTEGER,
+                                 customer_rating_limit INTEGER, customer_status VARCHAR(25));
+INSERT INTO customer_rating__1 VALUES (1, 10, 100, 'high-value'), (2, 20, 200, 'low-value');
+ALTER TABLE customer_rating__1 ADD COLUMN customer TEXT NOT NULL DEFAULT 'agency_t',
+                               ADD COLUMN load_id BIGINT NOT NULL DEFAULT 1;
+COMMENT ON TABLE customer_rating__1 IS 'customer_ratings child for source agency_t';
+ALTER TABLE customer_rating__1 INHERIT customer_rating;
+CREATE VIEW agency_t_high AS SELECT * FROM customer_rating_agency_t WHERE customer_status = 'high-value';
+INSERT INTO load_history (load_id, source, table_name, file_uri, status, rows_read, rows_loaded, started_at,
+                          as_of_date, data_load_id, sum_customer_rating, high_value_count)
+VALUES (1, 'agency_t', 'customer_rating_agency_t', 'file:///t.csv', 'loaded', 2, 2, now(), '2025-01-01', 1, 30, 1);
+INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
+VALUES ('agency_t', 'customer_rating_agency_t', 1, 'customer_rating__1', '2025-01-01');
+SELECT setval(pg_get_serial_sequence('load_history', 'load_id'), 1);
+"""
+
+
+def test_a_version_4_database_stores_each_row_once_after_the_upgrade(database_url: str) -> None:
+    """0005: the agency table's own copy is emptied and the current child becomes its child too; a user's view
+    on the agency table reads the same rows, and the next load replaces them."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for version, name, text in migrations():
+            if version <= 4:
+                conn.execute(text.encode())
+                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+        conn.execute(_V4_DATA.encode())
+
+    with open_database(Settings(database_url=database_url)) as db:
+        conn = db.connection()
+        assert conn.execute("SELECT count(*) FROM ONLY customer_rating_agency_t").fetchone() == (0,)
+        assert conn.execute("SELECT customer_number FROM customer_rating_agency_t ORDER BY 1").fetchall() == [
+            (1,), (2,)]
+        assert conn.execute("SELECT customer_number FROM agency_t_high").fetchall() == [(1,)]
+        assert conn.execute("SELECT customer, load_id, count(*) FROM customer_rating GROUP BY 1, 2").fetchall() == [
+            ("agency_t", 1, 2)]
+        parents = conn.execute("""SELECT inhparent::regclass::text FROM pg_inherits
+                                  WHERE inhrelid = 'customer_rating__1'::regclass ORDER BY 1""").fetchall()
+        assert parents == [("customer_rating",), ("customer_rating_agency_t",)]
+
+        source = replace(AGENCY, name="agency_t", table="customer_rating_agency_t")
+        result = load_source(db, source, fixture_path("valid_lf"))
+        assert result.status == "loaded"
+        assert_consistent(db, source, result)
+        assert conn.execute("SELECT count(*) FROM ONLY customer_rating_agency_t").fetchone() == (0,)
+        assert conn.execute("SELECT to_regclass('customer_rating__1')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM agency_t_high").fetchone() == conn.execute(
+            "SELECT count(*) FROM customer_rating WHERE customer = 'agency_t' AND customer_status = 'high-value'"
+        ).fetchone()

@@ -52,7 +52,7 @@ from .db.server import Database, describe_database, open_database
 from .db.url import scrub
 from .discovery import Discovery, discover
 from .errors import ConfigError, CustomerRatingsError, Interrupted
-from .load import LoadResult, ProgressFn, lock_wait_seconds
+from .load import LoadResult, ProgressFn, default_streams, lock_wait_seconds
 from .outputs import check_writable
 from .pipeline import RunSummary, init_database, load_sources
 from .quality import write_quality_page
@@ -112,6 +112,10 @@ ViewDateOpt = Annotated[
                  metavar="YYYY-MM-DD"),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Load files even when unchanged since the last load.")]
+StreamsOpt = Annotated[
+    int | None, typer.Option("--streams", min=1, max=16, metavar="N",
+                             help="Parallel COPY streams for a large file (8 MiB or more). Default: "
+                                  "$CUSTOMER_RATINGS_STREAMS, else one per core.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Info logs on stderr (stage timings); list every unmatched file.")]
@@ -168,11 +172,12 @@ def init(config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
 
 @app.command()
 def load(data_dir: DataDirOpt, date_: DateOpt = None, config: ConfigOpt = None, force: ForceOpt = False,
-         quiet: QuietOpt = False, format_: LoadFormatOpt = TableOrJson.table, verbose: VerboseOpt = False) -> None:
+         quiet: QuietOpt = False, format_: LoadFormatOpt = TableOrJson.table, streams: StreamsOpt = None,
+         verbose: VerboseOpt = False) -> None:
     """Load each agency's file for the date from DATA_DIR, replacing that agency's older data."""
     _verbose(verbose)
     with _errors():
-        summary = _load(data_dir, config, force, quiet, _parse_date(date_), format_, verbose)
+        summary = _load(data_dir, config, force, quiet, _parse_date(date_), format_, verbose, streams=streams)
     raise typer.Exit(summary.exit_code)
 
 
@@ -197,7 +202,7 @@ def report(output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = 
 def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, config: ConfigOpt = None,
         force: ForceOpt = False, quiet: QuietOpt = False, format_: LoadFormatOpt = TableOrJson.table,
         no_invalid_files: NoInvalidFilesOpt = False, no_html: NoHtmlOpt = False, days: DaysOpt = 30,
-        verbose: VerboseOpt = False) -> None:
+        streams: StreamsOpt = None, verbose: VerboseOpt = False) -> None:
     """Load every agency (as `load`), then write the report, the invalid-rows files and the quality page
     (as `report`).
 
@@ -206,7 +211,7 @@ def run(data_dir: DataDirOpt, output_dir: OutputDirOpt, date_: DateOpt = None, c
     with _errors():
         day = _parse_date(date_)
         summary = _load(data_dir, config, force, quiet, day, format_, verbose, report_to=output_dir,
-                        outputs=Outputs(not no_invalid_files, not no_html, days, config))
+                        outputs=Outputs(not no_invalid_files, not no_html, days, config), streams=streams)
     raise typer.Exit(summary.exit_code)
 
 
@@ -345,9 +350,11 @@ def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: str
 
 
 def _load(data_dir: str, config_path: Path | None, force: bool, quiet: bool, day: date, fmt: TableOrJson,
-          verbose: bool, report_to: str | None = None, outputs: Outputs | None = None) -> RunSummary:
+          verbose: bool, report_to: str | None = None, outputs: Outputs | None = None,
+          streams: int | None = None) -> RunSummary:
     cfg = load_config(config_path)
     lock_wait_seconds()  # a bad CUSTOMER_RATINGS_LOCK_WAIT is a usage error (exit 2), before anything is touched
+    streams = streams or default_streams()  # so is a bad CUSTOMER_RATINGS_STREAMS
     started = time.perf_counter()
     found = discover(cfg, data_dir, day=day)  # config and folder problems stop us before the database starts
     log.info("discovered %d file(s) in %.3f s", len(found.selected), time.perf_counter() - started)
@@ -361,7 +368,7 @@ def _load(data_dir: str, config_path: Path | None, force: bool, quiet: bool, day
             ensure_agency_tables(db.connection(), cfg)
             with _progress(quiet) as on_file:
                 summary = load_sources(db, cfg, data_dir, force=force, progress=on_file, discovery=found,
-                                       as_of=day)
+                                       as_of=day, streams=streams)
             for result in summary.results:
                 log.info("%s: %s in %.3f s", result.source, result.status, result.seconds)
             if fmt is TableOrJson.table:

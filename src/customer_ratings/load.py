@@ -1,8 +1,10 @@
-"""One agency's file into PostgreSQL: lock -> stream into COPY -> atomic replace -> history row.
+"""One agency's file into PostgreSQL: lock -> stream into new child tables -> atomic swap -> history row.
 
-Everything an agency's replacement changes (its table, its slice of ``customer_rating``, its invalid rows,
-its history row and ``source_current``) commits in one transaction, so readers see the old data or the new,
-and a crash at any point leaves the old data in place (docs/adr/0001-atomic-replace.md).
+Each row is stored once, in a child table of the load that inherits from both the agency's table and
+``customer_rating`` (docs/adr/0005-single-write.md). The children are filled unattached, invisible to readers;
+the swap (detach the old children, attach the new, the invalid rows, the history row and ``source_current``)
+commits in one short transaction, so readers see the old data or the new and are never blocked longer than the
+swap, and a crash at any point leaves the old data in place (docs/adr/0001-atomic-replace.md).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ log = logging.getLogger(__name__)
 
 # Per-agency advisory locks live in this namespace (first key of the two-key form).
 AGENCY_LOCK_NAMESPACE = 7_041_002
-# From this size on, the agency's slice of customer_rating is fed by a second COPY stream on a second connection, in
-# parallel; below it, the valid lines are buffered (at most this much) and sent again on the load's connection,
-# which is cheaper than a second connection.
+# From this size on, the valid rows are split across parallel COPY streams on helper connections (and the invalid
+# rows get one of their own); below it, one stream on the load's own connection is cheaper than opening more.
 PARALLEL_MIN_BYTES = 8 << 20
+# Parallel COPY streams for a large file: CUSTOMER_RATINGS_STREAMS, default one per core (docs/adr/0005).
+STREAMS_ENV = "CUSTOMER_RATINGS_STREAMS"
+MAX_STREAMS = 16
 # Blocks queued per COPY stream: enough to ride out uneven server progress, few enough to keep memory flat.
 QUEUE_DEPTH = 4
 # The valid lines go to COPY in its text format with ',' as the delimiter: for the lines the fast pattern
@@ -64,12 +68,15 @@ LOAD_COLUMNS = ("load_id", "source", "table_name", "file_uri")
 ROW_COLUMNS = ("line_number", "record_number", "raw_line", "fields", "errors", "error")
 INVALID_COLUMNS = (*LOAD_COLUMNS, *ROW_COLUMNS)
 
-# How long a load waits for a table lock a reader holds (TRUNCATE of the agency table, the swap on
-# customer_rating), in a few tries of its own lock_timeout so that no wait outlives its statement.
+# How long a load waits for the locks of its swap that a reader holds (the replaced children, which every reader
+# of the agency table or of customer_rating locks), in tries of at most LOCK_TRY_MAX_S each: no wait outlives
+# its statement, and readers queued behind a waiting swap are let through between tries, so none of them waits
+# longer than one try.
 LOCK_WAIT_ENV = "CUSTOMER_RATINGS_LOCK_WAIT"
 LOCK_WAIT_DEFAULT_S = 60.0
-LOCK_TRIES = 4
-LOCK_TRY_MIN_S = 1.0
+LOCK_TRY_MAX_S = 1.0
+LOCK_PAUSE_S = 0.2
+LOCK_WARN_EVERY = 10
 # A leftover table still read by an old transaction is left for a later load rather than waited for.
 ORPHAN_LOCK_WAIT = "200ms"
 
@@ -126,7 +133,8 @@ class _Current:
 
 
 def load_source(db: Database, source: Source, path: Path | Entry, *, location: Location | None = None,
-                force: bool = False, progress: ProgressFn | None = None, as_of: date | None = None) -> LoadResult:
+                force: bool = False, progress: ProgressFn | None = None, as_of: date | None = None,
+                streams: int | None = None) -> LoadResult:
     """Load ``path`` as the snapshot of ``source`` for the day ``as_of`` (default: today, local time).
 
     ``path`` is a local file, or an :class:`~customer_ratings.inputs.Entry` of ``location``'s listing (a
@@ -138,8 +146,11 @@ def load_source(db: Database, source: Source, path: Path | Entry, *, location: L
     Returns a LoadResult whose status is ``loaded``, ``unchanged`` or ``rejected`` (a rejected file changed no
     data; the reason is in the result and the history). Raises TransientDatabaseError when the database fails
     underneath the load, DatabaseError when it refuses it; nothing of the load is committed then.
+
+    ``streams``: parallel COPY streams for a large file (default ``default_streams()``).
     """
     lock_wait = lock_wait_seconds()
+    streams = streams or default_streams()
     started = datetime.now(UTC)
     day = as_of or date.today()
     clock = time.perf_counter()
@@ -152,7 +163,7 @@ def load_source(db: Database, source: Source, path: Path | Entry, *, location: L
         with _open_entry(entry, location, source.follow_symlinks) as fh:
             size = os.fstat(fh.fileno()).st_size if isinstance(fh, io.IOBase) else entry.size
             result = _load_open_file(db, source, entry, fh, size, force, started, counts, progress, day,
-                                     lock_wait)
+                                     lock_wait, streams)
     except FileRejected as exc:
         # Rejected before its load began (unreadable): a rejection found while reading is recorded, with
         # its invalid rows, by _load_open_file in the load's own transaction.
@@ -260,7 +271,7 @@ def _inside(real: str, folder: str) -> bool:
 
 def _load_open_file(db: Database, source: Source, entry: Entry, fh: Stream, size: int, force: bool,
                     started: datetime, counts: _Counts, progress: ProgressFn | None, day: date,
-                    lock_wait: float) -> LoadResult:
+                    lock_wait: float, streams: int) -> LoadResult:
     conn = db.connection()
     uri = entry.uri
     path = entry.path if entry.path is not None else entry
@@ -291,8 +302,8 @@ def _load_open_file(db: Database, source: Source, entry: Entry, fh: Stream, size
                 # rejection is recorded below with the invalid rows found, in this same transaction.
                 with conn.transaction():
                     t0 = time.perf_counter()
-                    invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool, counts,
-                                            progress, backfill, lock_wait)
+                    stages, invalid_child = _stream(db, conn, source, reader, stage, load_id, uri, size, spool,
+                                                    counts, progress, streams)
                     t1 = time.perf_counter()
                     sha = reader.sha256.hexdigest()
                     # A local file's size now (an object's reader checks the object's ETag itself, part by part).
@@ -306,11 +317,11 @@ def _load_open_file(db: Database, source: Source, entry: Entry, fh: Stream, size
                     _check_file_rules(source, counts)
                     _copy_invalid(conn, spool)
                     t2 = time.perf_counter()
-                    replaced = _replace(conn, source, stage, invalid_child, backfill, lock_wait, counts)
+                    replaced = _replace(conn, source, stages, invalid_child, backfill, lock_wait, counts)
                     _insert_history(conn, source, uri, size, sha, "loaded", counts, started, None, None, force,
                                     load_id=load_id, as_of=day, data_load_id=load_id, etag=entry.etag)
                     if not backfill:
-                        _set_current(conn, source, load_id, stage, day)
+                        _set_current(conn, source, load_id, stages, day)
             except FileRejected as exc:
                 _keep_rejected(conn, source, spool, load_id, lock_wait)
                 _insert_history(conn, source, uri, size, None, "rejected", counts, started, str(exc),
@@ -318,34 +329,34 @@ def _load_open_file(db: Database, source: Source, entry: Entry, fh: Stream, size
                 return _rejected(source, path, exc, counts, load_id, size, day)
     t3 = time.perf_counter()
     _drop_replaced(db, replaced)
-    log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old slice dropped %.3f s",
+    log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old children dropped %.3f s",
              source.name, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return LoadResult(source.name, path, "loaded", counts.read, counts.loaded, counts.invalid, None, load_id,
                       size, sha, as_of=day, current_as_of=current.as_of if backfill else None,
                       data_load_id=load_id)
 
 
-def _replace(conn: Connection, source: Source, stage: str, invalid_child: str | None, backfill: bool,
+def _replace(conn: Connection, source: Source, stages: list[str], invalid_child: str | None, backfill: bool,
              lock_wait: float, counts: _Counts) -> list[str]:
     """The report's numbers of the new rows, then the swap (for a backfill, only its invalid rows attached);
     returns the tables to drop after the commit."""
-    _aggregate(conn, stage, counts)
+    _aggregate(conn, stages, counts)
     if not backfill:
-        return _swap(conn, source, stage, invalid_child, lock_wait)
+        return _swap(conn, source, stages, invalid_child, lock_wait)
     if invalid_child is not None:
         child = invalid_child
         _with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: _attach_invalid(conn, child))
-    return [stage]  # its numbers are kept in the history; its rows are not current
+    return stages  # their numbers are kept in the history; their rows are not current
 
 
-def _set_current(conn: Connection, source: Source, load_id: int, stage: str, day: date) -> None:
+def _set_current(conn: Connection, source: Source, load_id: int, stages: list[str], day: date) -> None:
     conn.execute(
         """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
            VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (source) DO UPDATE
            SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
                child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
-        (source.name, source.table, load_id, stage, day),
+        (source.name, source.table, load_id, ", ".join(stages), day),
     )
 
 
@@ -394,13 +405,16 @@ def _counts_of(conn: Connection, load_id: int | None) -> _Counts:
     return _Counts() if row is None else _Counts(*row)
 
 
-def _aggregate(conn: Connection, stage: str, counts: _Counts) -> None:
+def _aggregate(conn: Connection, stages: list[str], counts: _Counts) -> None:
     """The report's numbers of the new rows, computed once by the server and kept in the history row."""
-    row = conn.execute(sql.SQL(
-        """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
-           FROM {}""").format(sql.Identifier(stage))).fetchone()
-    assert row is not None
-    counts.rating_sum, counts.high_value = int(row[0]), int(row[1])
+    rating_sum = high_value = 0
+    for stage in stages:
+        row = conn.execute(sql.SQL(
+            """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
+               FROM {}""").format(sql.Identifier(stage))).fetchone()
+        assert row is not None
+        rating_sum, high_value = rating_sum + int(row[0]), high_value + int(row[1])
+    counts.rating_sum, counts.high_value = rating_sum, high_value
 
 
 def _unchanged(conn: Connection, source: Source, fh: Stream, size: int, etag: str | None = None) -> str | None:
@@ -487,90 +501,118 @@ def _add_constants(conn: Connection, table: str, columns: list[tuple[str, str, o
 
 
 def _create_stage(conn: Connection, source: Source, stage: str) -> None:
-    """The agency's new slice of customer_rating, in the agency table's shape (``_finish_stage`` completes it)."""
-    conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)))
+    """A new child of the agency, in the agency table's shape and tablespace (``_finish_stage`` completes it)."""
+    conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)) + _tablespace_of(conn, source.table))
     _comment(conn, stage, CHILD_COMMENT + source.name)
 
 
+def _tablespace_of(conn: Connection, table: str) -> sql.Composable:
+    """`` TABLESPACE x`` when a DBA moved the agency table out of the default tablespace: its rows go there."""
+    row = conn.execute(
+        """SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace
+           WHERE c.oid = to_regclass(%s)""", (sql.Identifier(table).as_string(conn),)).fetchone()
+    return sql.SQL("") if row is None else sql.SQL(" TABLESPACE {}").format(sql.Identifier(row[0]))
+
+
 def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
+    """customer_rating's own columns as constants, and statistics for the planner (the parents' estimates
+    include their children's)."""
     _add_constants(conn, stage, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
 
-def _copy_statement(table: str, columns: tuple[str, ...], options: str) -> sql.Composed:
-    # FREEZE: both tables are new or truncated in this transaction, so the rows can be written frozen and
-    # all-visible (no hint-bit rewrite of every page on first read, nothing for vacuum to do).
-    return sql.SQL("COPY {} ({}) FROM STDIN ({}, FREEZE)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(options))
+def _copy_statement(table: str, columns: tuple[str, ...], options: str, agency: str | None = None) -> sql.Composed:
+    # FREEZE: the table is new in this transaction, so the rows can be written frozen and all-visible (no
+    # hint-bit rewrite of every page on first read, nothing for vacuum to do). Frozen rows are visible to
+    # snapshots older than the swap, so a REPEATABLE READ reader that meets the new child sees its rows.
+    # The comment names the agency table the rows are for, for whoever reads pg_stat_activity (table names
+    # are checked by the config: letters, digits and '_' only).
+    note = sql.SQL(" /* rows of {} */").format(sql.Identifier(agency)) if agency else sql.SQL("")
+    return sql.SQL("COPY {} ({}) FROM STDIN ({}, FREEZE){}").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(options), note)
+
+
+def default_streams() -> int:
+    """CUSTOMER_RATINGS_STREAMS, else one COPY stream per core (at least 1, at most MAX_STREAMS)."""
+    value = os.environ.get(STREAMS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or not 1 <= int(value) <= MAX_STREAMS:
+            raise ConfigError(f"{STREAMS_ENV}={value!r} is not a whole number of COPY streams from 1 to {MAX_STREAMS}")
+        return int(value)
+    return max(1, min(MAX_STREAMS, os.cpu_count() or 1))
+
+
+def connections_used(streams: int) -> int:
+    """The database connections one load of a large file holds at once (for pools sized in connections)."""
+    return 1 + streams + 1  # its own, one per COPY stream, one for the invalid rows
 
 
 def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader, stage: str, load_id: int,
             uri: str, size: int, spool: IO[bytes], counts: _Counts, progress: ProgressFn | None,
-            backfill: bool = False, lock_wait: float = LOCK_WAIT_DEFAULT_S) -> str | None:
-    """Validate the file block by block while COPY streams the valid lines into the agency table and into
-    the agency's new slice of customer_rating.
+            streams: int = 1) -> tuple[list[str], str | None]:
+    """Validate the file block by block while COPY streams the valid lines, each row once, into the load's
+    new child table(s), which the swap then attaches to both parents (the agency table and customer_rating).
 
-    A large file gets two more connections, so that everything streams at once: one fills the slice, one
-    the load's own child table of file_invalid_rows (returned, to be attached by the swap). A small file's
-    slice gets its lines again on this connection, and its invalid rows are spooled for ``_copy_invalid``.
+    A large file is split across ``streams`` children, one connection each, blocks dealt round-robin, so that
+    the server's work runs on several backends; one more connection fills the load's own child table of
+    file_invalid_rows. Each helper commits its table unattached (invisible to readers; an orphan if the load
+    dies, dropped by the next one). A small file's single child is filled on this connection, in the load's
+    transaction, and its invalid rows are spooled for ``_copy_invalid``.
+
+    Returns the children and the invalid rows' table (None for a small file).
     """
     header, header_lines = read_header(reader)
     layout = plan_layout(header, source)
-    if not backfill:
-        def truncate() -> None:
-            conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(source.table)))
-
-        _with_lock_wait(conn, [source.table], lock_wait, truncate)
-    stage_copy = _copy_statement(stage, layout.copy_columns, DATA_FORMAT)
     parallel = size >= PARALLEL_MIN_BYTES
-    helpers = [db.connect(), db.connect()] if parallel else []
+    stages = [stage] + ([f"{stage}_{k}" for k in range(1, streams)] if parallel else [])
+    helpers: list[Connection] = []
     invalid_child = f"file_invalid_rows__{load_id}"
-    buffer = _Buffer()
-    streams: list[_CopyStream] = []
+    streams_open: list[_CopyStream] = []
+    invalid_sink: IO[bytes] | _CopyStream = spool
     try:
-        stage_sink: _CopyStream | _Buffer = buffer
-        invalid_sink: IO[bytes] | _CopyStream = spool
         # The load's columns lead each invalid row, except in the large load's own table (constants there).
         prefix = "" if parallel else "\t".join(copy_text(str(v)) for v in (load_id, source.name, source.table, uri))
         if parallel:
+            helpers = [db.connect() for _ in range(len(stages) + 1)]
             for helper in helpers:
                 helper.execute("BEGIN")
-            _create_stage(helpers[0], source, stage)
-            _create_invalid_child(helpers[1], source, invalid_child)
-            stage_sink = _CopyStream(helpers[0], stage_copy)
-            invalid_sink = _CopyStream(helpers[1], _copy_statement(invalid_child, ROW_COLUMNS, "FORMAT text"))
-            streams += [stage_sink, invalid_sink]
-        table_sink: _CopyStream | _Discard = _Discard()
-        if not backfill:
-            table_sink = _CopyStream(conn, _copy_statement(source.table, layout.copy_columns, DATA_FORMAT))
-            streams.append(table_sink)
-        _feed(reader, header_lines, layout, source, stage_sink, table_sink, invalid_sink, prefix, counts, progress)
-        for stream in streams:
+            for helper, name in zip(helpers, stages, strict=False):
+                _create_stage(helper, source, name)
+            _create_invalid_child(helpers[-1], source, invalid_child)
+            data_sinks = [_CopyStream(h, _copy_statement(n, layout.copy_columns, DATA_FORMAT, source.table))
+                          for h, n in zip(helpers, stages, strict=False)]
+            invalid_sink = _CopyStream(helpers[-1], _copy_statement(invalid_child, ROW_COLUMNS, "FORMAT text"))
+            streams_open += [*data_sinks, invalid_sink]
+        else:
+            _create_stage(conn, source, stage)
+            data_sinks = [_CopyStream(conn, _copy_statement(stage, layout.copy_columns, DATA_FORMAT,
+                                                         source.table))]
+            streams_open += data_sinks
+        _feed(reader, header_lines, layout, source, data_sinks, invalid_sink, prefix, counts, progress)
+        for stream in streams_open:
             stream.close()
         if parallel:
-            _finish_stage(helpers[0], source, stage, load_id)
-            _finish_invalid_child(helpers[1], source, invalid_child, load_id, uri)
+            for helper, name in zip(helpers, stages, strict=False):
+                _finish_stage(helper, source, name, load_id)
+            _finish_invalid_child(helpers[-1], source, invalid_child, load_id, uri)
             for helper in helpers:
                 helper.execute("COMMIT")
+        else:
+            _finish_stage(conn, source, stage, load_id)
     except FileRejected:
         if isinstance(invalid_sink, _CopyStream):  # keep the invalid rows found so far (_keep_rejected)
-            _keep_invalid_child(helpers[1], invalid_sink, source, invalid_child, load_id, uri)
-        for stream in streams:
+            _keep_invalid_child(helpers[-1], invalid_sink, source, invalid_child, load_id, uri)
+        for stream in streams_open:
             stream.abort()
         raise
     except BaseException:
-        for stream in streams:
+        for stream in streams_open:
             stream.abort()
         raise
     finally:
         for helper in helpers:
             helper.close()
-    if not parallel:
-        _create_stage(conn, source, stage)
-        with conn.cursor().copy(stage_copy) as copy:
-            for chunk in buffer.chunks:
-                copy.write(chunk)
-        _finish_stage(conn, source, stage, load_id)
-    return invalid_child if parallel else None
+    return stages, invalid_child if parallel else None
 
 
 def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, child: str, load_id: int,
@@ -602,14 +644,14 @@ def _finish_invalid_child(conn: Connection, source: Source, child: str, load_id:
         sql.Identifier(child), sql.Literal(load_id)))
 
 
-def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stage: _CopyStream | _Buffer,
-          table: _CopyStream | _Discard, invalid: IO[bytes] | _CopyStream, prefix: str, counts: _Counts,
-          progress: ProgressFn | None) -> None:
+def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stages: list[_CopyStream],
+          invalid: IO[bytes] | _CopyStream, prefix: str, counts: _Counts, progress: ProgressFn | None) -> None:
     validator: BlockValidator | None = None
     line = header_lines + 1
     last_bytes = reader.bytes_read
     reader.count_lines = False  # the validator finds every line end anyway; the reader is told the count
     reader.lines_returned = header_lines
+    turn = 0
     while not reader.at_eof:
         data, eof = reader.next_block()
         if validator is None:
@@ -620,9 +662,9 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
         if result.consumed < len(data):
             reader.push_back(data[result.consumed:], unfinished=True)
         if result.valid:
-            payload = b"".join(result.valid)
-            stage.write(payload)
-            table.write(payload)
+            # Whole blocks, dealt round-robin: every stream gets about the same share of the rows.
+            stages[turn % len(stages)].write(b"".join(result.valid))
+            turn += 1
         if result.invalid:
             invalid.write(_invalidcopy_text(result.invalid, prefix))
         for text in result.invalid_copy:
@@ -674,27 +716,41 @@ def _copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
             copy.write(chunk)
 
 
-def _swap(conn: Connection, source: Source, stage: str, invalid_child: str | None,
+def _swap(conn: Connection, source: Source, stages: list[str], invalid_child: str | None,
           lock_wait: float = LOCK_WAIT_DEFAULT_S) -> list[str]:
-    """Replace the agency's slice of customer_rating with the new one: catalog work only, milliseconds.
+    """Replace the agency's rows: detach its current children from both parents, attach the new ones to both.
 
-    Returns the old slice(s), detached; they are dropped after the commit (``_drop_replaced``), because
-    freeing their files takes a while and the lock on customer_rating is held until the end of the commit.
+    Catalog work only, milliseconds, in the load's transaction: readers see the old children or the new ones.
+    The only locks a reader can hold against it are on the replaced children (every reader of the agency
+    table or of customer_rating takes them); the parents are taken in SHARE UPDATE EXCLUSIVE mode, which
+    readers never wait for, and always customer_rating first, so that two swaps queue instead of deadlocking.
+    Returns the replaced children; they are dropped after the commit (``_drop_replaced``).
     """
-    old: list[str] = []
+    old = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
+    parents = ["customer_rating", source.table]
 
     def swap() -> None:
-        # The strongest lock first, so that two agencies swapping at once queue instead of deadlocking.
-        conn.execute("LOCK TABLE customer_rating IN ACCESS EXCLUSIVE MODE")
-        old[:] = _tables_of(conn, source, (CHILD_COMMENT,), attached=True)
         for name in old:
-            conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT customer_rating").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("ALTER TABLE {} INHERIT customer_rating").format(sql.Identifier(stage)))
+            for parent in _parents_of(conn, name):
+                conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT {}").format(sql.Identifier(name),
+                                                                            sql.Identifier(parent)))
+        for name in stages:
+            for parent in parents:
+                conn.execute(sql.SQL("ALTER TABLE {} INHERIT {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(parent)))
         if invalid_child is not None:
             _attach_invalid(conn, invalid_child)
 
-    _with_lock_wait(conn, ["customer_rating", "file_invalid_rows"], lock_wait, swap)
+    _with_lock_wait(conn, [*parents, "file_invalid_rows", *old], lock_wait, swap)
     return old
+
+
+def _parents_of(conn: Connection, table: str) -> list[str]:
+    """The tables ``table`` inherits from, customer_rating first (the order every swap locks them in)."""
+    return [r[0] for r in conn.execute(
+        """SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+           WHERE i.inhrelid = %s::regclass ORDER BY p.relname <> 'customer_rating', p.relname""",
+        (sql.Identifier(table).as_string(conn),))]
 
 
 def _attach_invalid(conn: Connection, invalid_child: str) -> None:
@@ -786,25 +842,31 @@ def lock_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
 def _with_lock_wait(conn: Connection, relations: list[str], budget: float, step: Callable[[], None]) -> None:
     """Run ``step`` (statements that take strong locks on ``relations``) with a bounded lock wait.
 
-    Each try runs in a savepoint with its own ``lock_timeout`` (so a wait never outlives its statement, and
-    a killed client's session does not stay queued ahead of readers); between tries the queue is left, so
+    Each try runs in a savepoint with its own short ``lock_timeout`` (so a wait never outlives its statement,
+    and a killed client's session does not stay queued ahead of readers); between tries the queue is left, so
     readers queued behind the load get through. After ``budget`` seconds: LockWaitTimeout naming the holder.
     """
-    tries = max(1, min(LOCK_TRIES, int(budget // LOCK_TRY_MIN_S)))
-    per_try = budget / tries
     started = time.monotonic()
+    deadline = started + budget
     holders: list[tuple[Any, ...]] = []
-    for attempt in range(1, tries + 1):
+    tries = 0
+    while True:
+        tries += 1
+        timeout = max(0.01, min(LOCK_TRY_MAX_S, deadline - time.monotonic()))
         try:
             with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{per_try * 1000:.0f}ms")))
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout * 1000:.0f}ms")))
                 step()
                 conn.execute("SET LOCAL lock_timeout TO DEFAULT")
             return
         except psycopg.errors.LockNotAvailable:
             holders = _lock_holders(conn, relations)
-            log.warning("waiting for a lock on %s (try %d of %d, %.0f s so far): %s", ", ".join(relations),
-                        attempt, tries, time.monotonic() - started, _describe_holders(holders))
+            if tries % LOCK_WARN_EVERY == 1:
+                log.warning("waiting for a lock on %s (try %d, %.0f s of %g so far): %s", ", ".join(relations[:3]),
+                            tries, time.monotonic() - started, budget, _describe_holders(holders))
+        if deadline - time.monotonic() < 0.05:
+            break
+        time.sleep(min(LOCK_PAUSE_S, max(0.0, deadline - time.monotonic() - 0.05)))
     waited = time.monotonic() - started
     raise LockWaitTimeout(
         f"{_describe_holders(holders)}; retried {tries} times over {waited:.0f} s "
@@ -910,28 +972,3 @@ class _CopyStream:
 
 class _Aborted(Exception):
     pass
-
-
-class _Discard:
-    """Where a backfill's agency-table stream goes: the agency keeps its newer rows."""
-
-    def write(self, data: bytes) -> None:
-        """Drop ``data``."""
-
-
-class _Buffer:
-    """The valid lines of a small file (below PARALLEL_MIN_BYTES), kept for the second COPY."""
-
-    # Transcoding can make the lines longer than the file (up to 3x for a one-byte encoding into UTF-8).
-    LIMIT = 3 * PARALLEL_MIN_BYTES + (1 << 20)
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self._size = 0
-
-    def write(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self.LIMIT:  # only a file that grows while it is read gets here
-            raise FileRejected(RejectReason.FILE_CHANGED, "the file grew while it was read: the agency may still "
-                               "be writing it; run again once it is complete")
-        self.chunks.append(data)

@@ -45,12 +45,14 @@ def init_database(settings: Settings, config: Config) -> None:
 
 def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: bool = False,
                  progress: Callable[[Source, Path], ProgressFn | None] | None = None,
-                 discovery: Discovery | None = None, as_of: date | None = None) -> RunSummary:
+                 discovery: Discovery | None = None, as_of: date | None = None,
+                 streams: int | None = None) -> RunSummary:
     """Load the file of every configured source found in ``data_dir`` (a local folder or an object-store URL)
     for the day ``as_of`` (default today), one after the other.
 
     A rejected or failed file does not stop the others; its agency keeps its previous data. A source with no
-    file is recorded as ``missing`` (and keeps its data too).
+    file is recorded as ``missing`` (and keeps its data too). ``streams``: parallel COPY streams of a large
+    file (default: ``load.default_streams()``).
     """
     day = as_of or date.today()
     found = discovery or discover(config, data_dir, day=day)
@@ -66,7 +68,8 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
         # the progress callback takes a Path: an object's is its URI as a (non-existing) path, so no total
         callback = progress(src, entry.path or Path(entry.uri)) if progress else None
         try:
-            result = load_source(db, src, entry, location=location, force=force, progress=callback, as_of=day)
+            result = load_source(db, src, entry, location=location, force=force, progress=callback, as_of=day,
+                                 streams=streams)
         except CustomerRatingsError as exc:
             log.debug("%s", exc)  # the caller reports it (the CLI: one error: line)
             result = LoadResult(src.name, entry.path or entry, "failed", error=str(exc))

@@ -18,6 +18,11 @@ def other_backends(conn: Any) -> list[tuple[int, str, str]]:
            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'""")]
 
 
+def copy_into(table: str) -> str:
+    """A regex for the COPY of a load's rows for the agency table ``table`` (into one of the load's children)."""
+    return rf'^COPY "customer_rating__\d+(_\d+)?" .*/\* rows of "{table}" \*/'
+
+
 def wait_for_query(conn: Any, regex: str, proc: Any, timeout: float = 120) -> tuple[int, str] | None:
     """Poll until another backend of this database is active in a query matching ``regex``: (pid, query).
     None if ``proc`` ended first."""

@@ -11,7 +11,7 @@ from ._cli import Run, assert_no_traceback, cli_env, run_cli
 BOUND = 120  # seconds: a load that takes longer has hung
 SMALL_ROWS = 2_000
 LARGE_ROWS = 300_000  # ~10.5 MiB: the parallel path
-UNDO = "DROP TRIGGER IF EXISTS t ON customer_rating_agency_a"
+UNDO = "DROP EVENT TRIGGER IF EXISTS arm"  # the fault triggers of test_server_errors (on each new child)
 CONFIG = """
 [[sources]]
 name = "agency_a"

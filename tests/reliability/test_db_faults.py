@@ -77,7 +77,7 @@ def test_backends_terminated_during_a_copy(database_url: str, tmp_path: Path,
     assert first.returncode == 0, str(first)
     proc = start_cli(_args(big_versions["v2"], out), env, tmp_path / "logs")
     with _db.connect(database_url) as conn:
-        assert _fault.wait_for_query(conn, '^COPY "customer_rating_agency_b"', proc) is not None
+        assert _fault.wait_for_query(conn, _fault.copy_into("customer_rating_agency_b"), proc) is not None
         conn.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                         WHERE datname = current_database() AND pid <> pg_backend_pid()""")
     run = finish_cli(proc, tmp_path / "logs", timeout=300)
@@ -140,7 +140,7 @@ def test_server_crash_and_restart_during_a_copy(private_server: PrivateServer, c
     assert first.returncode == 0, str(first)
     proc = start_cli(_args(big_versions["v2"], out), env, tmp_path / "logs")
     with _db.connect(crash_db) as conn:
-        assert _fault.wait_for_query(conn, '^COPY "customer_rating_agency_b"', proc) is not None
+        assert _fault.wait_for_query(conn, _fault.copy_into("customer_rating_agency_b"), proc) is not None
     private_server.crash()
     time.sleep(2)
     private_server.start()
@@ -160,7 +160,7 @@ def test_server_crash_for_good_ends_the_run_in_bounded_time(private_server: Priv
     before = (out / REPORT).read_bytes()
     proc = start_cli(_args(big_versions["v2"], out), env, tmp_path / "logs")
     with _db.connect(crash_db) as conn:
-        assert _fault.wait_for_query(conn, '^COPY "customer_rating_agency_b"', proc) is not None
+        assert _fault.wait_for_query(conn, _fault.copy_into("customer_rating_agency_b"), proc) is not None
     private_server.crash()
     crashed = time.monotonic()
     run = finish_cli(proc, tmp_path / "logs", timeout=600)

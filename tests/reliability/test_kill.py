@@ -67,7 +67,7 @@ def _kill(mode: str, proc: Any, rng: random.Random, full_run: float, url: str, o
                 pass
         elif mode in ("copy", "after_copy"):
             agency = rng.choice(AGENCIES)
-            seen = _fault.wait_for_query(conn, f'^COPY "customer_rating_{agency}"', proc)
+            seen = _fault.wait_for_query(conn, _fault.copy_into(f"customer_rating_{agency}"), proc)
             if seen is None:
                 return False
             if mode == "copy":

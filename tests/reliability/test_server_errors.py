@@ -38,10 +38,23 @@ from . import _db, _fault
 from ._cli import finish_cli, start_cli
 from ._two import BOUND, LARGE_ROWS, SMALL_ROWS, Setup
 
-BOOM = """CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'x'; END$$;
-          CREATE TRIGGER t AFTER INSERT ON customer_rating_agency_a FOR EACH STATEMENT EXECUTE FUNCTION boom();"""
-SLOW = """CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$;
-          CREATE TRIGGER t BEFORE INSERT ON customer_rating_agency_a FOR EACH STATEMENT EXECUTE FUNCTION slow();"""
+# Each row is stored once, in a child table the load creates (docs/adr/0005-single-write.md): the faults are
+# triggers that an event trigger puts on every new child, and that act only in the COPY of agency A's rows (its
+# statement names the agency table in a comment).
+_ARM = """CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$DECLARE obj record; BEGIN
+              FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands()
+                         WHERE object_type = 'table' AND object_identity LIKE '%customer\\_rating\\_\\_%' LOOP
+                  EXECUTE format('CREATE TRIGGER t {when} INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION {fn}()',
+                                 obj.object_identity);
+              END LOOP; END$$;
+          CREATE EVENT TRIGGER arm ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION arm();"""
+_OF_A = """current_query() LIKE '%rows of "customer_rating_agency_a"%'"""
+BOOM = ("""CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
+               IF """ + _OF_A + """ THEN RAISE EXCEPTION 'x'; END IF; RETURN NULL; END$$;"""
+        + _ARM.format(when="AFTER", fn="boom"))
+SLOW = ("""CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
+               IF """ + _OF_A + """ THEN PERFORM pg_sleep(30); END IF; RETURN NULL; END$$;"""
+        + _ARM.format(when="BEFORE", fn="slow"))
 
 
 @pytest.fixture(params=[SMALL_ROWS, LARGE_ROWS], ids=["small", "large"])
@@ -64,7 +77,7 @@ def test_a_cancel_from_another_connection(setup: Setup) -> None:
     proc = start_cli(setup.args(setup.v2), setup.env, setup.tmp / "logs")
     try:
         with _db.connect(setup.url) as conn:
-            found = _fault.wait_for_query(conn, '^COPY "customer_rating_agency_a"', proc, timeout=BOUND)
+            found = _fault.wait_for_query(conn, _fault.copy_into("customer_rating_agency_a"), proc, timeout=BOUND)
             assert found is not None, "the load ended before its COPY"
             assert conn.execute("SELECT pg_cancel_backend(%s)", (found[0],)).fetchone() == (True,)
     finally:
@@ -79,7 +92,7 @@ def test_a_cancel_mid_copy_of_a_large_file(database_url: str, tmp_path: Path) ->
     proc = start_cli(setup.args(setup.v2), setup.env, setup.tmp / "logs")
     try:
         with _db.connect(setup.url) as conn:
-            found = _fault.wait_for_query(conn, '^COPY "customer_rating_agency_a"', proc, timeout=BOUND)
+            found = _fault.wait_for_query(conn, _fault.copy_into("customer_rating_agency_a"), proc, timeout=BOUND)
             assert found is not None, "the load ended before its COPY"
             time.sleep(0.3)
             assert conn.execute("SELECT pg_cancel_backend(%s)", (found[0],)).fetchone() == (True,)

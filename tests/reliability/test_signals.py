@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -85,6 +86,21 @@ def _wait_for_copy(pgdata: Path, proc: subprocess.Popen[bytes], timeout: float =
             pass
         time.sleep(0.05)
     raise AssertionError(f"the load never reached its COPY within {timeout} s (exit {proc.poll()})")
+
+
+def _hold_agency_a(pgdata: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> psycopg.Connection[Any]:
+    """As soon as the command's embedded server answers: a connection in a transaction that has read A's table."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            conn = psycopg.connect(_server_url(pgdata), autocommit=True, connect_timeout=5)
+        except (OSError, psycopg.Error, IndexError, ValueError):
+            time.sleep(0.02)
+            continue
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM customer_rating_agency_a")
+        return conn
+    raise AssertionError(f"the command's server never answered within {timeout} s (exit {proc.poll()})")
 
 
 def _assert_stopped(pgdata: Path, timeout: float = 30) -> None:
@@ -179,7 +195,11 @@ def test_a_signal_leaves_the_server_to_a_command_still_using_it(tmp_path: Path,
     assert run_cli(["load", "--data-dir", str(small), "--quiet"], env, timeout=180).returncode == 0
     first = start_cli(["load", "--data-dir", str(big), "--quiet"], env, tmp_path / "logs", "first")
     second: subprocess.Popen[bytes] | None = None
+    reader: psycopg.Connection[Any] | None = None
     try:
+        # A reader of A's current rows holds the first command at its swap (a load is too quick to catch
+        # otherwise): it stays in its load, with the agency's lock, until the signal.
+        reader = _hold_agency_a(home / "pgdata", first)
         _wait_for_copy(home / "pgdata", first)
         # The second command joins the server, then waits for the agency's lock held by the first.
         second = start_cli(["load", "--data-dir", str(small), "--quiet", "--force"], env, tmp_path / "logs", "second")
@@ -190,6 +210,8 @@ def test_a_signal_leaves_the_server_to_a_command_still_using_it(tmp_path: Path,
         first.send_signal(signal.SIGTERM)
     finally:
         interrupted = finish_cli(first, tmp_path / "logs", "first", timeout=120)
+        if reader is not None:
+            reader.close()
         if second is not None:
             finished = finish_cli(second, tmp_path / "logs", "second", timeout=180)
     assert interrupted.returncode == 143, str(interrupted)
