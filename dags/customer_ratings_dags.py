@@ -49,18 +49,23 @@ AGENCY_TABLES = AssetAlias(name="customer_ratings.agency_tables")
 
 TAGS = ["customer-ratings"]
 
-#: Pool slots one load task takes: the database connections a load can hold at once. A load uses its own
-#: connection, and a large file (8 MiB or more) two helper connections besides, which stream the valid rows
-#: and the invalid rows in parallel (customer_ratings.load). Size the pool in connections: a pool of N slots
-#: never lets the loads open more than N connections. The pool needs at least this many slots.
-LOAD_POOL_SLOTS = 3
-
-
 def _parse_time_setting(key: str, default: str) -> str:
     """A setting needed to build the DAG: AIRFLOW_VAR_<KEY>, else <KEY>, else default. Environment only:
     reading a Variable from the metadata database here would be I/O on every parse of this file."""
     name = key.upper()
     return (os.environ.get(f"AIRFLOW_VAR_{name}") or os.environ.get(name) or default).strip()
+
+
+#: Parallel COPY streams of one load of a large file (8 MiB or more), each on a connection of its own
+#: (customer_ratings.load): fixed here rather than one per core, because the workers' cores are not the
+#: database's.
+LOAD_STREAMS = max(1, min(16, int(_parse_time_setting("customer_ratings_load_streams", "2"))))
+
+#: Pool slots one load task takes: the database connections a load can hold at once
+#: (customer_ratings.load.connections_used): its own, one per COPY stream, and one for the invalid rows. Size
+#: the pool in connections: a pool of N slots never lets the loads open more than N connections. The pool
+#: needs at least this many slots.
+LOAD_POOL_SLOTS = 1 + LOAD_STREAMS + 1
 
 
 def _schedule() -> CronDataIntervalTimetable | None:
@@ -189,7 +194,7 @@ def customer_ratings_load() -> None:
         log.info("%s: loading %s for %s (try %s)", name, path, day, context["ti"].try_number)
         check_data_file(path)  # listed by find_files but not visible here: retried
         with library_errors(f"{name}: "), open_database(settings()) as db:
-            result = load_source(db, source, path, force=False, as_of=day)
+            result = load_source(db, source, path, force=False, as_of=day, streams=LOAD_STREAMS)
         summary = {
             "source": name,
             "file": str(path),

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from queue import Queue
 from types import TracebackType
@@ -340,7 +341,6 @@ def _replace(conn: Connection, source: Source, stages: list[str], invalid_child:
              lock_wait: float, counts: _Counts) -> list[str]:
     """The report's numbers of the new rows, then the swap (for a backfill, only its invalid rows attached);
     returns the tables to drop after the commit."""
-    _aggregate(conn, stages, counts)
     if not backfill:
         return _swap(conn, source, stages, invalid_child, lock_wait)
     if invalid_child is not None:
@@ -403,18 +403,6 @@ def _counts_of(conn: Connection, load_id: int | None) -> _Counts:
         """SELECT rows_read, rows_loaded, rows_invalid, sum_customer_rating, high_value_count
            FROM load_history WHERE load_id = %s""", (load_id,)).fetchone()
     return _Counts() if row is None else _Counts(*row)
-
-
-def _aggregate(conn: Connection, stages: list[str], counts: _Counts) -> None:
-    """The report's numbers of the new rows, computed once by the server and kept in the history row."""
-    rating_sum = high_value = 0
-    for stage in stages:
-        row = conn.execute(sql.SQL(
-            """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
-               FROM {}""").format(sql.Identifier(stage))).fetchone()
-        assert row is not None
-        rating_sum, high_value = rating_sum + int(row[0]), high_value + int(row[1])
-    counts.rating_sum, counts.high_value = rating_sum, high_value
 
 
 def _unchanged(conn: Connection, source: Source, fh: Stream, size: int, etag: str | None = None) -> str | None:
@@ -514,11 +502,39 @@ def _tablespace_of(conn: Connection, table: str) -> sql.Composable:
     return sql.SQL("") if row is None else sql.SQL(" TABLESPACE {}").format(sql.Identifier(row[0]))
 
 
-def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> None:
+def _finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> tuple[int, int]:
     """customer_rating's own columns as constants, and statistics for the planner (the parents' estimates
-    include their children's)."""
+    include their children's). Returns the report's numbers of its rows (sum of customer_rating, high-value
+    count), computed once by the server and kept in the history row."""
     _add_constants(conn, stage, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
     conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+    row = conn.execute(sql.SQL(
+        """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
+           FROM {}""").format(sql.Identifier(stage))).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _in_parallel(calls: list[Callable[[], tuple[int, int] | None]]) -> list[tuple[int, int] | None]:
+    """Run ``calls`` (each on its own connection) at once; their results, or the first error raised."""
+    results: list[tuple[int, int] | None] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), name="finish-child", daemon=True)
+               for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # bounded by the server, like a COPY's end (see _CopyStream)
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _copy_statement(table: str, columns: tuple[str, ...], options: str, agency: str | None = None) -> sql.Composed:
@@ -592,13 +608,23 @@ def _stream(db: Database, conn: Connection, source: Source, reader: BlockReader,
         for stream in streams_open:
             stream.close()
         if parallel:
-            for helper, name in zip(helpers, stages, strict=False):
-                _finish_stage(helper, source, name, load_id)
-            _finish_invalid_child(helpers[-1], source, invalid_child, load_id, uri)
-            for helper in helpers:
+            # Each helper completes and commits its own table at once: the children's sums, ANALYZE and
+            # commits run on as many backends as there are streams.
+            def finish(helper: Connection, name: str) -> tuple[int, int]:
+                numbers = _finish_stage(helper, source, name, load_id)
                 helper.execute("COMMIT")
+                return numbers
+
+            def finish_invalid() -> None:
+                _finish_invalid_child(helpers[-1], source, invalid_child, load_id, uri)
+                helpers[-1].execute("COMMIT")
+
+            numbers = _in_parallel([*(partial(finish, h, n) for h, n in zip(helpers, stages, strict=False)),
+                                    finish_invalid])[:-1]
         else:
-            _finish_stage(conn, source, stage, load_id)
+            numbers = [_finish_stage(conn, source, stage, load_id)]
+        counts.rating_sum = sum(n[0] for n in numbers if n is not None)
+        counts.high_value = sum(n[1] for n in numbers if n is not None)
     except FileRejected:
         if isinstance(invalid_sink, _CopyStream):  # keep the invalid rows found so far (_keep_rejected)
             _keep_invalid_child(helpers[-1], invalid_sink, source, invalid_child, load_id, uri)
@@ -935,7 +961,7 @@ class _CopyStream:
                         raise _Aborted
                     assert isinstance(item, bytes)
                     copy.write(item)
-        except BaseException as exc:
+        except BaseException as exc:  # re-raised in the caller's thread
             self._error = exc
             while not self._ended:  # keep draining so the producer never blocks forever
                 self._take()

@@ -126,7 +126,11 @@ def test_load_dag_shape(dagbag: Any, dags_module: ModuleType) -> None:
     assert isinstance(load, MappedOperator)  # .expand(): one task instance per agency
     assert load.upstream_task_ids == {"find_files"}
     assert load.downstream_task_ids == {"publish", "all_loaded"}
-    assert load.pool_slots == dags_module.LOAD_POOL_SLOTS == 3  # its connection + 2 helper connections
+    # its connection + one per COPY stream (2 by default) + one for the invalid rows
+    assert load.pool_slots == dags_module.LOAD_POOL_SLOTS == 4
+    from customer_ratings.load import connections_used
+
+    assert connections_used(dags_module.LOAD_STREAMS) == dags_module.LOAD_POOL_SLOTS
     for task in dag.tasks:
         assert task.on_failure_callback, task.task_id
     for task_id in ("find_files", "load", "publish"):

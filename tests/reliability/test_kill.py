@@ -2,18 +2,19 @@
 
 Points are drawn by a seeded RNG, in five kinds:
 - ``time``: a random fraction of the measured duration of a complete run;
-- ``copy``: while a chosen agency's COPY streams (seen in pg_stat_activity), after a random delay;
-- ``after_copy``: the moment that COPY has ended, i.e. between the agency table and the consolidated table;
+- ``copy``: while a chosen agency's COPY into its new child tables streams (seen in pg_stat_activity), after a
+  random delay;
+- ``after_copy``: the moment that COPY has ended, i.e. between the children's commit (unattached) and the swap;
 - ``report_query``: while the report's query runs;
 - ``report_file``: the moment the report's temporary file appears in the output folder.
 
 After each kill (and the database has rolled the dead client's transactions back):
 - every agency holds exactly one complete load, the previous one or the new one, identical in its table and
-  in its partition of customer_rating, matching its current load's history row and invalid rows;
+  in customer_rating (the same child tables), matching its current load's history row and invalid rows;
 - every history row from before is unchanged, and the only new rows are the loads that are now current;
 - the report is the previous one byte for byte, or a complete report of what the database now holds;
 - nothing but complete reports is left in the output folder.
-Every few points, and at the end, a run is let finish: it must succeed and leave no orphan staging table.
+Every few points, and at the end, a run is let finish: it must succeed and leave no orphan child table.
 
 ``RELIABILITY_KILL_POINTS`` (default 25) and ``RELIABILITY_KILL_SEED`` change the campaign.
 """
