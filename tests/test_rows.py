@@ -169,3 +169,14 @@ def test_statuses_that_look_like_copy_escapes_load_as_written(db: Database) -> N
         "SELECT customer_status FROM customer_rating WHERE customer = %s ORDER BY customer_number",
         (AGENCY.name,)).fetchall()
     assert [r[0] for r in consolidated] == [r[3] for r in table_rows(db, AGENCY.table)]
+
+
+def test_allowed_statuses_with_quotes_and_backslashes_are_listed_in_the_message(db: Database) -> None:
+    """The column-wise path writes the allowed list into its JSON as literal text; a status with `"` or `\\`
+    must still give a valid errors document and the row path's message."""
+    allowed = ('a"b', "c\\d")
+    result = load_fixture(db, "not_allowed", allowed_status=allowed)
+    assert (result.rows_loaded, result.rows_invalid) == (0, 4)
+    rows = invalid_rows(db, result.load_id)
+    assert [codes(r[4]) for r in rows] == [[("customer_status", "not_allowed")]] * 4
+    assert all(r[4][0]["message"].endswith('is not one of a"b, c\\d') for r in rows), rows[0][4]

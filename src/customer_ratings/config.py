@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from .display import safe
 from .errors import ConfigError
+from .schema import STATUS_MAX_CHARS
 
 DEFAULT_DATABASE = "CustomerRatingData"
-STATUS_MAX_CHARS = 25
 
 # Table names are also quoted with sql.Identifier everywhere; this rule keeps them usable unquoted in psql.
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -293,8 +293,8 @@ def _parse_source(raw: Any, where: str, problems: list[str]) -> Source | None:
         else:
             for s in allowed:
                 if len(s) > STATUS_MAX_CHARS or s != s.strip(" \t"):
-                    problems.append(f"{label}: allowed_status {s!r} can never match (over 25 characters or "
-                                    "surrounding spaces)")
+                    problems.append(f"{label}: allowed_status {s!r} can never match (over {STATUS_MAX_CHARS} "
+                                    "characters or surrounding spaces)")
     extra = raw.get("extra_columns", "reject")
     if extra not in ("reject", "ignore"):
         problems.append(f"{label}: extra_columns must be \"reject\" or \"ignore\", not {extra!r}")

@@ -9,19 +9,14 @@ import psycopg
 from psycopg import sql
 
 from ..config import Config
+from ..schema import column_definitions
 
 # Any constant works; it only has to differ from the per-agency lock namespace in load.py.
 MIGRATION_LOCK_KEY = 7_041_001
 _NAME_RE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
-AGENCY_TABLE_DDL = sql.SQL(
-    """CREATE TABLE IF NOT EXISTS {} (
-    customer_number       INTEGER,
-    customer_rating       INTEGER,
-    customer_rating_limit INTEGER,
-    customer_status       VARCHAR(25)
-)"""
-)
+# The agency table of SPEC.md, ``{}`` for its name (load.py creates its children with it too).
+AGENCY_TABLE_DDL = sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n" + column_definitions() + "\n)")
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -1,4 +1,4 @@
-"""Vectorized diagnosis of invalid lines: the same rules and messages as ``validate.BlockValidator.check``,
+"""Vectorized diagnosis of invalid lines: the same rules and messages as :meth:`.rules.RowRules.check`,
 computed column-wise with pyarrow for a whole block at once, straight into ``file_invalid_rows`` COPY text.
 
 Only plain lines come here: printable ASCII without quotes or tabs, one record per line. The checks are
@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import STATUS_MAX_CHARS
-from .errors import ErrorCode
+from ..errors import ErrorCode
+from ..schema import INT_MAX_DIGITS, INT_MIN_DIGITS, INT_PATTERN, SHOWN_CHARS, STATUS_MAX_CHARS, is_status
+from .rules import message_parts, summary, wrong_field_count_message
 
+# The lines this module can diagnose: printable ASCII without '"' (nor tabs or other controls).
 ELIGIBLE = r"^[ !#-~]*(?:\r?\n)?$"
-SHOWN_CHARS = 40
-INT_RANGE = "-2147483648..2147483647"
+# The text comparison with the bounds in _int_column needs both to have the same number of digits.
+assert len(INT_MAX_DIGITS) == len(INT_MIN_DIGITS)
 
 # Per-column codes, small ints so that a row's signature is one number.
 OK, MISSING, NOT_INT, OUT_OF_RANGE, TOO_LONG, NOT_ALLOWED = range(6)
@@ -69,7 +71,7 @@ def _escaped(values: pa.Array, times: int, backslashes: bool = True) -> pa.Array
 
 @dataclass
 class _Column:
-    name: str | None
+    name: str
     header: str
     value: pa.Array
     code: np.ndarray
@@ -102,7 +104,7 @@ def diagnose(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, line_numbers
         if name is None:
             continue
         trimmed = pc.utf8_trim(value, " ")
-        if name == "customer_status":
+        if is_status(name):
             column = _status_column(name, header, trimmed, allowed)
         else:
             column = _int_column(name, header, trimmed)
@@ -214,15 +216,15 @@ class PendingLines:
 
 def _int_column(name: str, header: str, value: pa.Array) -> _Column:
     empty = pc.equal(value, _s("")).to_numpy(zero_copy_only=False)
-    is_int = pc.match_substring_regex(value, r"^[+-]?[0-9]+$").to_numpy(zero_copy_only=False)
+    is_int = pc.match_substring_regex(value, f"^{INT_PATTERN}$").to_numpy(zero_copy_only=False)
     digits = pc.utf8_ltrim(pc.utf8_ltrim(value, "+-"), "0")
     ndigits = pc.utf8_length(digits).to_numpy(zero_copy_only=False)
     negative = pc.starts_with(value, "-").to_numpy(zero_copy_only=False)
-    ten = ndigits == 10
-    # Ten digits: compare as text with the bound (same length, so text order is number order).
-    over_max = pc.greater(digits, _s("2147483647")).to_numpy(zero_copy_only=False)
-    over_min = pc.greater(digits, _s("2147483648")).to_numpy(zero_copy_only=False)
-    out_of_range = (ndigits > 10) | (ten & np.where(negative, over_min, over_max))
+    width = len(INT_MAX_DIGITS)
+    # As many digits as the bounds: compare as text with the bound (same length, so text order is number order).
+    over_max = pc.greater(digits, _s(INT_MAX_DIGITS)).to_numpy(zero_copy_only=False)
+    over_min = pc.greater(digits, _s(INT_MIN_DIGITS)).to_numpy(zero_copy_only=False)
+    out_of_range = (ndigits > width) | ((ndigits == width) & np.where(negative, over_min, over_max))
     code = np.select([empty, ~is_int, out_of_range], [MISSING, NOT_INT, OUT_OF_RANGE], OK).astype(np.int64)
     return _Column(name, header, value, code)
 
@@ -267,7 +269,7 @@ def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np
         parts += [', "_extra_fields": ["', pc.replace_substring(extras, ",", '", "'), '"]']
     parts.append("}\t[")
     if signature < 0:
-        message = f"{nfields} field(s) where the header has {ctx.ncols}"
+        message = wrong_field_count_message(nfields, ctx.ncols)
         parts += ['{"column": null, "code": "wrong_field_count", "message": "', message, '"}]\t',
                   ErrorCode.WRONG_FIELD_COUNT.value, "\n"]
         return _bytes(_concat([_resolve(p, {}, ctx.backslashes) for p in parts]))
@@ -276,8 +278,7 @@ def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np
         parts += [", " if k else "", f'{{"column": {json.dumps(column.name)}, "code": "{_CODES[code].value}", '
                   f'"message": "', *_message(column, code, 2), '"}']
     parts.append("]\t")
-    # The high-level error: columns and codes, no values (as validate.InvalidRow.summary).
-    parts.append("; ".join(f"{column.name}: {_CODES[code].value}" for column, code in failing))
+    parts.append(summary((column.name, _CODES[code]) for column, code in failing))
     parts.append("\n")
     taken = [_Column(c.name, c.header, c.value.take(take), c.code[rows],
                      c.length.take(take) if c.length is not None else None, c.allowed) for c in columns]
@@ -288,25 +289,17 @@ def _group_lines(ctx: _Context, columns: list[_Column], signature: int, rows: np
 class _Shown:
     """Placeholder in a template for a column's shown value, filled in once the group's rows are taken."""
 
-    def __init__(self, column: str | None, times: int, length: bool = False) -> None:
+    def __init__(self, column: str, times: int, length: bool = False) -> None:
         self.column, self.times, self.length = column, times, length
 
 
 def _message(column: _Column, code: int, times: int) -> list[object]:
-    head = f"{column.name}: "
-    if code == MISSING:
-        return [head + "missing value"]
-    shown: list[object] = [head + "'", _Shown(column.name, times), "'"]
-    if code == NOT_INT:
-        return [*shown, " is not an integer"]
-    if code == OUT_OF_RANGE:
-        return [*shown, f" is outside the INTEGER range {INT_RANGE}"]
-    if code == TOO_LONG:
-        return [*shown, " is ", _Shown(column.name, 0, length=True), f" characters, over {STATUS_MAX_CHARS}"]
-    return [*shown, " is not one of " + ", ".join(column.allowed)]
+    """The rules' message for ``code``, with placeholders for the shown values (escaped ``times`` times)."""
+    return list(message_parts(column.name, _CODES[code], _Shown(column.name, times),
+                              _Shown(column.name, 0, length=True), column.allowed))
 
 
-def _resolve(part: object, columns: dict[str | None, _Column], backslashes: bool) -> pa.Array | str:
+def _resolve(part: object, columns: dict[str, _Column], backslashes: bool) -> pa.Array | str:
     if isinstance(part, _Shown):
         column = columns[part.column]
         if part.length:
