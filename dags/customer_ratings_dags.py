@@ -114,7 +114,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     dag_id="customer_ratings_load",
     description="Load each agency's file of the day into PostgreSQL: one mapped task per agency",
     schedule=SCHEDULE,
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1),  # noqa: DTZ001 - naive: Airflow's default timezone, as the schedule
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -122,6 +122,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     doc_md=__doc__,
 )
 def customer_ratings_load() -> None:
+    """find_files -> load (one mapped task per agency) -> publish the event the report DAG is scheduled on."""
     @task
     def find_files(**context: Any) -> list[dict[str, str]]:
         """Prepare the database (migrations, agency tables) and list every configured agency with its file of
@@ -178,6 +179,7 @@ def customer_ratings_load() -> None:
             settings,
             sources_config,
         )
+        from customer_ratings.errors import LoadStatus, RejectReason
         from customer_ratings.load import record_missing
 
         name, day = file["source"], run_date(context)
@@ -206,19 +208,19 @@ def customer_ratings_load() -> None:
             "as_of": day.isoformat(),
         }
         log.info("%s: %s", name, summary)
-        if result.status == "rejected":
-            if result.reason == "file_changed":  # still being written: a retry may help
+        if result.status == LoadStatus.REJECTED:
+            if result.retryable:  # still being written: a retry may help
                 raise RuntimeError(f"{name}: {result.error}")
-            if result.reason == "unreadable":
+            if result.reason == RejectReason.UNREADABLE:
                 check_data_file(path)  # vanished while loading: the location, not the file, is at fault
             log.error("%s: rejected: %s", name, result.error)  # result.error starts with the file's name
             raise AirflowFailException(
                 f"{name}: file rejected, the agency keeps its previous data: {result.error}")
-        if result.status not in ("loaded", "unchanged"):
+        if result.status not in (LoadStatus.LOADED, LoadStatus.UNCHANGED):
             raise RuntimeError(f"{name}: load {result.status}: {result.error}")
         if result.rows_invalid:
             log.warning("%s: %d invalid row(s) diverted to file_invalid_rows", name, result.rows_invalid)
-        if result.status == "loaded":
+        if result.status == LoadStatus.LOADED:
             table = Asset(name=f"customer_ratings.{source.table}", uri=f"customer_ratings://{source.table}")
             context["outlet_events"][AGENCY_TABLES].add(table, extra=summary)
         return summary
@@ -245,7 +247,7 @@ def customer_ratings_load() -> None:
     dag_id="customer_ratings_report",
     description="Write Customer_Rating_Aggregate_Report_YYYYMMDD.csv once a load run is done",
     schedule=[CUSTOMER_RATING],
-    start_date=datetime(2025, 1, 1),
+    start_date=datetime(2025, 1, 1),  # noqa: DTZ001 - naive: Airflow's default timezone, as the schedule
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -253,6 +255,7 @@ def customer_ratings_load() -> None:
     doc_md=__doc__,
 )
 def customer_ratings_report() -> None:
+    """Write the report (and its companion files) of every as-of date that has loads but no report yet."""
     @task
     def report(**context: Any) -> list[str]:
         """Write, atomically, the report of every as-of date of the load runs that triggered this run (or of

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .config import Config, Settings
+from .days import local_today
 from .db.server import Database
 from .errors import CustomerRatingsError, TransientDatabaseError
 from .report import report_name
@@ -152,7 +153,7 @@ def required_dir(key: str, day: date | None = None) -> Path:
         )
     if "{" in value:
         try:
-            value = value.format(date=day or date.today())
+            value = value.format(date=day or local_today())
         except (KeyError, IndexError, ValueError) as exc:
             raise AirflowFailException(f"Airflow Variable {key} = {value!r}: only {{date:FORMAT}} may be "
                                        f"used in it ({exc})") from None
@@ -299,7 +300,7 @@ def alert_line(context: Any) -> str:
     dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(ti, "dag_id", "?")
     try:
         day = run_date(context).isoformat()
-    except Exception:
+    except Exception:  # noqa: BLE001 - an alert must go out even when the context is odd
         day = "?"
     error = context.get("exception")
     what = " ".join(str(error).split()) if error is not None else "failed"
@@ -325,7 +326,7 @@ def on_failure(context: Any) -> None:
         url = setting("customer_ratings_alert_webhook")
         if url:
             post_webhook(url, {"text": line})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failed alert never changes the task's outcome
         log.error("customer-ratings: the failure alert could not be sent: %s: %s", type(exc).__name__, exc)
 
 

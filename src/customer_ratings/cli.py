@@ -47,6 +47,7 @@ from rich.table import Table
 
 from . import inspection
 from .config import Config, Settings, Source, load_config
+from .days import local_today
 from .db.migrate import ensure_agency_tables
 from .db.server import Database, describe_database, open_database
 from .db.url import scrub
@@ -535,8 +536,8 @@ def _print_csv(rows: Iterable[dict[str, Any]]) -> None:
 
 def _table(rows: Iterable[dict[str, Any]], columns: Sequence[str] | None, title: str,
            styles: dict[str, str] | None = None) -> None:
-    """Rows as a rich table sized to the terminal, or, when stdout is not a terminal, as tab-separated lines
-    with a header that never wrap or cut a value (tabs and line ends inside a value printed as \\t, \\n)."""
+    r"""Rows as a rich table sized to the terminal, or, when stdout is not a terminal, as tab-separated lines
+    with a header that never wrap or cut a value (tabs and line ends inside a value printed as \t, \n)."""
     if not stdout.is_terminal:
         out = sys.stdout
         header_done = columns is not None
@@ -659,7 +660,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[Source, Path], ProgressFn | Non
 
 def _parse_date(value: str | None) -> date:
     if value is None:
-        return date.today()
+        return local_today()
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20251130 and 2025W011
             raise ValueError(value)

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 from .config import Config, DatePart, Source, split_pattern
+from .days import local_today
 from .display import safe
 from .errors import ConfigError, LocationError
 from .inputs import Entry, LocalFolder, Location, open_location
@@ -93,7 +94,7 @@ def match_names(config: Config, entries: Iterable[Entry] | dict[str, bool] | Ite
     folder), which become local entries under ``data_dir``."""
     listing = _by_name(entries, data_dir)
     if day is None and any(src.dated for src in config.sources):
-        day = date.today()
+        day = local_today()
     matcher = _Matcher(config.sources, day)
     matches: dict[str, list[str]] = {src.name: [] for src in config.sources}
     others: dict[str, list[str]] = {}

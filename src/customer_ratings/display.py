@@ -27,7 +27,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def safe(text: str, limit: int | None = None) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``...), so that it prints
+    r"""``text`` with control characters escaped (``\n``, ``\t``, ``\x1b``, ``\u2028``...), so that it prints
     as one line and cannot drive a terminal; cut to ``limit`` characters of the original text (then ``...``).
 
     A backslash is left as it is: the result is for reading, not for parsing back.

@@ -39,6 +39,21 @@ class RejectReason(StrEnum):
     UNREADABLE = "unreadable"
     FILE_CHANGED = "file_changed"
 
+    @property
+    def retryable(self) -> bool:
+        """Whether loading the same file again later may succeed (it was still being written)."""
+        return self is RejectReason.FILE_CHANGED
+
+
+class LoadStatus(StrEnum):
+    """What happened to one agency's file. Stored in ``load_history.status``: add, never rename."""
+
+    LOADED = "loaded"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    MISSING = "missing"
+
 
 class CustomerRatingsError(Exception):
     """Root of every error this package raises on purpose."""

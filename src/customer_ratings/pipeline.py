@@ -9,10 +9,11 @@ from datetime import date
 from pathlib import Path
 
 from .config import Config, Settings, Source
+from .days import local_today
 from .db.migrate import ensure_agency_tables
 from .db.server import Database, open_database
 from .discovery import Discovery, discover
-from .errors import CustomerRatingsError
+from .errors import CustomerRatingsError, LoadStatus
 from .inputs import Entry, LocalFolder, open_location
 from .load import LoadResult, ProgressFn, load_source, record_missing
 
@@ -54,7 +55,7 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
     file is recorded as ``missing`` (and keeps its data too). ``streams``: parallel COPY streams of a large
     file (default: ``load.default_streams()``).
     """
-    day = as_of or date.today()
+    day = as_of or local_today()
     found = discovery or discover(config, data_dir, day=day)
     location = found.location or open_location(data_dir)
     searched = location.folder.absolute().as_uri() if isinstance(location, LocalFolder) else location.uri
@@ -72,6 +73,6 @@ def load_sources(db: Database, config: Config, data_dir: Path | str, *, force: b
                                  streams=streams)
         except CustomerRatingsError as exc:
             log.debug("%s", exc)  # the caller reports it (the CLI: one error: line)
-            result = LoadResult(src.name, entry.path or entry, "failed", error=str(exc))
+            result = LoadResult(src.name, entry.path or entry, LoadStatus.FAILED, error=str(exc))
         summary.results.append(result)
     return summary

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .days import local_today
 from .db.server import Database
 from .errors import ConfigError, OutputWriteFailed
 from .inputs import is_url
@@ -145,7 +146,7 @@ def report_rows(db: Database, report_date: date | None = None,
                 sources: Sequence[str] | None = None) -> list[ReportRow]:
     """The report's rows for ``report_date`` (default today) over ``sources`` (default: every agency in the
     history), from each agency's load current as of that date (report.sql, one statement)."""
-    params = {"day": report_date or date.today(), "sources": _sources(db, sources)}
+    params = {"day": report_date or local_today(), "sources": _sources(db, sources)}
     return [ReportRow(tuple(r[:6]), r[6], r[7]) for r in db.connection().execute(_query("report.sql"), params)]
 
 

@@ -1,5 +1,7 @@
 """The input seam: a data location (a local folder or an object-store prefix), listed one level and streamed.
 
+Usage::
+
     location = open_location("/data/in")            # or "s3://bucket/prefix/", "gs://...", "az://..."
     for entry in location.list():                   # one level; entry.name is the last path part
         with location.open(entry) as stream:        # stream.read(1 << 20) -> bytes, b"" at the end

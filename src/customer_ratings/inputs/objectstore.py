@@ -136,7 +136,7 @@ def _profile_credentials() -> Any:
                             "pip install boto3, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     try:
         return Boto3CredentialProvider()
-    except Exception as exc:  # botocore's ProfileNotFound, NoCredentialsError, ...: all one line for the user
+    except Exception as exc:  # noqa: BLE001 - botocore's ProfileNotFound, NoCredentialsError, ...: all one line for the user
         raise LocationError(f"AWS credentials of profile {os.environ.get('AWS_PROFILE', 'default')!r} cannot be "
                             f"used: {scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 

@@ -27,9 +27,10 @@ import psycopg
 from psycopg import sql
 
 from ..config import Source
+from ..days import local_today
 from ..db.server import Connection, Database
 from ..display import safe
-from ..errors import DatabaseError, FileRejected, LockWaitTimeout, RejectReason, TransientDatabaseError
+from ..errors import DatabaseError, FileRejected, LoadStatus, LockWaitTimeout, RejectReason, TransientDatabaseError
 from ..inputs import Entry, Location, Stream
 from ..parse import BlockReader
 from .context import (
@@ -69,7 +70,7 @@ class LoadResult:
     source: str
     path: Path | Entry
     """The local file, or the object's listing entry (``str()`` of it is its ``s3://bucket/key``)."""
-    status: str
+    status: LoadStatus
     rows_read: int = 0
     rows_loaded: int = 0
     rows_invalid: int = 0
@@ -86,6 +87,11 @@ class LoadResult:
     """For a backfill (``as_of`` older than the agency's current data): the as-of date of the data that stays."""
     data_load_id: int | None = None
     """The load whose rows stand for this one: itself when loaded, the current load when unchanged."""
+
+    @property
+    def retryable(self) -> bool:
+        """A rejection that loading the same file again later may undo (it was still being written)."""
+        return self.reason is not None and RejectReason(self.reason).retryable
 
     @property
     def backfill(self) -> bool:
@@ -113,7 +119,7 @@ def load_source(db: Database, source: Source, path: Path | Entry, *, location: L
     lock_wait = lock_wait_seconds()
     streams = streams or default_streams()
     started = datetime.now(UTC)
-    day = as_of or date.today()
+    day = as_of or local_today()
     clock = time.perf_counter()
     counts = Counts()
     size: int | None = None
@@ -129,20 +135,20 @@ def load_source(db: Database, source: Source, path: Path | Entry, *, location: L
         # Rejected before its load began (unreadable): a rejection found while reading is recorded, with
         # its invalid rows, by _load_open_file in the load's own transaction.
         found = Counts(read=counts.read)
-        load_id = record_outcome(db, source, uri, size, None, "rejected", found, started, str(exc), exc.reason.value,
-                          day)
+        load_id = record_outcome(db, source, uri, size, None, LoadStatus.REJECTED, found, started, str(exc),
+                                 exc.reason.value, day)
         cleanup(db, source)
         rejected = _rejected(source, path, exc, found, load_id, size, day)
         return LoadResult(**{**rejected.__dict__, "seconds": time.perf_counter() - clock})
     except LockWaitTimeout as exc:
         message = f"{safe(path.name)}: {exc}"
-        record_outcome(db, source, uri, size, None, "failed", counts, started, str(exc), "lock_timeout", day)
+        record_outcome(db, source, uri, size, None, LoadStatus.FAILED, counts, started, str(exc), "lock_timeout", day)
         cleanup(db, source)
         raise LockWaitTimeout(message) from None
     except psycopg.Error as exc:
         db.discard_connection()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        record_outcome(db, source, uri, size, None, "failed", counts, started, detail, None, day)
+        record_outcome(db, source, uri, size, None, LoadStatus.FAILED, counts, started, detail, None, day)
         cleanup(db, source)
         message = (f"{safe(path.name)}: the database failed during the load ({detail}); nothing of it was committed "
                    "and the previous data is intact")
@@ -155,8 +161,8 @@ def load_source(db: Database, source: Source, path: Path | Entry, *, location: L
 def record_missing(db: Database, source: Source, searched: str, as_of: date | None = None) -> int | None:
     """Record that ``source`` had no file for the day ``as_of`` in ``searched`` (status ``missing``); the agency
     keeps its data. Returns the history row's load id (None if even that could not be written)."""
-    return record_outcome(db, source, searched, None, None, "missing", Counts(), datetime.now(UTC),
-                   f"no file matching {source.file_pattern!r}", None, as_of or date.today())
+    return record_outcome(db, source, searched, None, None, LoadStatus.MISSING, Counts(), datetime.now(UTC),
+                   f"no file matching {source.file_pattern!r}", None, as_of or local_today())
 
 
 def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
@@ -170,10 +176,10 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
             unchanged = unchanged_sha(conn, ctx.source, fh, ctx.size, entry.etag)
             if unchanged is not None:
                 same = counts_of(conn, current.load_id)
-                load_id = insert_history(conn, ctx.source, uri, ctx.size, unchanged, "unchanged", same, ctx.started,
-                                          None, None, ctx.force, as_of=ctx.day, data_load_id=current.load_id,
-                                          etag=entry.etag)
-                return LoadResult(ctx.source.name, path, "unchanged", same.read, same.loaded, same.invalid,
+                load_id = insert_history(conn, ctx.source, uri, ctx.size, unchanged, LoadStatus.UNCHANGED, same,
+                                         ctx.started, None, None, ctx.force, as_of=ctx.day,
+                                         data_load_id=current.load_id, etag=entry.etag)
+                return LoadResult(ctx.source.name, path, LoadStatus.UNCHANGED, same.read, same.loaded, same.invalid,
                                   load_id=load_id, file_size=ctx.size, sha256=unchanged, as_of=ctx.day,
                                   data_load_id=current.load_id)
         # A file for an older ctx.day than the agency's current data: recorded in full, replaces nothing.
@@ -204,22 +210,23 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                     copy_invalid(conn, spool)
                     t2 = time.perf_counter()
                     replaced = _replace(conn, ctx.source, stages, invalid_child, backfill, ctx.lock_wait, ctx.counts)
-                    insert_history(conn, ctx.source, uri, ctx.size, sha, "loaded", ctx.counts, ctx.started, None, None,
-                                   ctx.force, load_id=load_id, as_of=ctx.day, data_load_id=load_id, etag=entry.etag)
+                    insert_history(conn, ctx.source, uri, ctx.size, sha, LoadStatus.LOADED, ctx.counts, ctx.started,
+                                   None, None, ctx.force, load_id=load_id, as_of=ctx.day, data_load_id=load_id,
+                                   etag=entry.etag)
                     if not backfill:
                         set_current(conn, ctx.source, load_id, stages, ctx.day)
             except FileRejected as exc:
                 keep_rejected(conn, ctx.source, spool, load_id, ctx.lock_wait)
-                insert_history(conn, ctx.source, uri, ctx.size, None, "rejected", ctx.counts, ctx.started, str(exc),
-                                exc.reason.value, ctx.force, load_id=load_id, as_of=ctx.day, etag=entry.etag)
+                insert_history(conn, ctx.source, uri, ctx.size, None, LoadStatus.REJECTED, ctx.counts, ctx.started,
+                               str(exc), exc.reason.value, ctx.force, load_id=load_id, as_of=ctx.day, etag=entry.etag)
                 return _rejected(ctx.source, path, exc, ctx.counts, load_id, ctx.size, ctx.day)
     t3 = time.perf_counter()
     drop_replaced(ctx.db, replaced)
     log.info("%s: stream+copy %.3f s, invalid rows %.3f s, swap+commit %.3f s, old children dropped %.3f s",
              ctx.source.name, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
-    return LoadResult(ctx.source.name, path, "loaded", ctx.counts.read, ctx.counts.loaded, ctx.counts.invalid, None,
-                      load_id, ctx.size, sha, as_of=ctx.day, current_as_of=current.as_of if backfill else None,
-                      data_load_id=load_id)
+    return LoadResult(ctx.source.name, path, LoadStatus.LOADED, ctx.counts.read, ctx.counts.loaded,
+                      ctx.counts.invalid, None, load_id, ctx.size, sha, as_of=ctx.day,
+                      current_as_of=current.as_of if backfill else None, data_load_id=load_id)
 
 
 def _replace(conn: Connection, source: Source, stages: list[str], invalid_child: str | None, backfill: bool,
@@ -248,8 +255,8 @@ def keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: i
 def _rejected(source: Source, path: Path | Entry, exc: FileRejected, counts: Counts, load_id: int | None,
               size: int | None, day: date) -> LoadResult:
     where = f" (line {exc.line})" if exc.line else ""
-    return LoadResult(source.name, path, "rejected", counts.read, 0, counts.invalid, f"{safe(path.name)}{where}: {exc}",
-                      load_id, size, reason=exc.reason.value, as_of=day)
+    return LoadResult(source.name, path, LoadStatus.REJECTED, counts.read, 0, counts.invalid,
+                      f"{safe(path.name)}{where}: {exc}", load_id, size, reason=exc.reason.value, as_of=day)
 
 
 def _check_file_rules(source: Source, counts: Counts) -> None:

@@ -43,6 +43,8 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass
 class Counts:
+    """Rows read, loaded and invalid so far, and the report's numbers of the loaded rows once known."""
+
     read: int = 0
     loaded: int = 0
     invalid: int = 0

@@ -36,6 +36,7 @@ def invalidcopy_text(rows: list[InvalidRow], prefix: str) -> bytes:
 
 
 def copy_invalid(conn: Connection, spool: IO[bytes]) -> None:
+    """COPY the spooled invalid rows of a small file into file_invalid_rows (nothing if there are none)."""
     if not spool.tell():
         return
     spool.seek(0)

@@ -27,6 +27,7 @@ def insert_history(conn: Connection, source: Source, uri: str, size: int | None,
                     status: str, counts: Counts, started: datetime, error: str | None,
                     error_code: str | None, forced: bool = False, load_id: int | None = None,
                     as_of: date | None = None, data_load_id: int | None = None, etag: str | None = None) -> int:
+    """One load_history row (a loaded, unchanged, rejected, failed or missing file); returns its load id."""
     # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
     # numbers, so that a report for its day reads one row. A rejected file's row says what reading found
     # (its invalid rows are kept under its load id); nothing of it is loaded.
@@ -63,6 +64,7 @@ def record_outcome(db: Database, source: Source, uri: str, size: int | None, sha
 
 
 def current_of(conn: Connection, source: Source) -> _Current:
+    """The load whose rows are the agency's data now, and the day that data stands for."""
     # The current data stands for the newest day it was loaded or found unchanged for: after day 3's file was
     # day 2's (unchanged), a corrected file for day 2 is a backfill, not a replacement of day 3's snapshot.
     row = conn.execute(
@@ -83,6 +85,7 @@ def counts_of(conn: Connection, load_id: int | None) -> Counts:
 
 
 def set_current(conn: Connection, source: Source, load_id: int, stages: list[str], day: date) -> None:
+    """Make ``load_id`` (its child tables ``stages``) the agency's current data, for the day ``day``."""
     conn.execute(
         """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
            VALUES (%s, %s, %s, %s, %s)
@@ -94,6 +97,7 @@ def set_current(conn: Connection, source: Source, load_id: int, stages: list[str
 
 
 def next_load_id(conn: Connection) -> int:
+    """A new load id, taken before the load so that its tables can be named after it."""
     row = conn.execute("SELECT nextval(pg_get_serial_sequence('load_history', 'load_id'))").fetchone()
     assert row is not None
     return int(row[0])

@@ -44,7 +44,7 @@ def _in_parallel(calls: list[Callable[[], tuple[int, int] | None]]) -> list[tupl
     def work(i: int) -> None:
         try:
             results[i] = calls[i]()
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,), name="finish-child", daemon=True)
@@ -229,7 +229,7 @@ class _CopyStream:
                         raise _Aborted
                     assert isinstance(item, bytes)
                     copy.write(item)
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self._error = exc
             while not self._ended:  # keep draining so the producer never blocks forever
                 self._take()

@@ -33,7 +33,7 @@ def ensure_table(conn: Connection, source: Source) -> None:
 
 
 def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, attached: bool) -> list[str]:
-    """This agency's tables carrying one of ``comments`` (+ source name), attached by inheritance or not."""
+    """The agency's tables carrying one of ``comments`` (+ source name), attached by inheritance or not."""
     return [r[0] for r in conn.execute(
         sql.SQL(
             """SELECT c.relname FROM pg_class c
@@ -158,6 +158,7 @@ def _parents_of(conn: Connection, table: str) -> list[str]:
 
 
 def attach_invalid(conn: Connection, invalid_child: str) -> None:
+    """Make a large load's own table of invalid rows a child of file_invalid_rows."""
     conn.execute(sql.SQL("ALTER TABLE {} INHERIT file_invalid_rows").format(sql.Identifier(invalid_child)))
 
 

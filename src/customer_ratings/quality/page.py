@@ -43,7 +43,7 @@ def database_display(conninfo: str) -> str:
     """A display string for a connection string or URL: user, host, port and database, never a password."""
     try:
         params = pg_conninfo.conninfo_to_dict(conninfo)
-    except Exception:  # a malformed string: say nothing rather than risk a secret
+    except Exception:  # noqa: BLE001 - a malformed string: say nothing rather than risk a secret
         return "PostgreSQL"
     host = str(params.get("host") or "localhost")
     where = host if host.startswith("/") else f"{host}:{params.get('port') or 5432}"
