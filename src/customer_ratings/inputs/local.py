@@ -55,12 +55,14 @@ class LocalFolder:
         return open_regular(entry.path if entry.path is not None else self.folder / entry.name)
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path, follow_symlinks: bool = True) -> BinaryIO:
     """Open ``path`` for binary reading when it is a regular file; otherwise ``FileRejected(unreadable)``.
 
     Stats before opening, because opening a FIFO named like a data file would block until someone writes to
-    it, and checks the opened descriptor again (the name may have been replaced in between). The same
-    behaviour as ``load._open_regular``.
+    it, and checks the opened descriptor again (the name may have been replaced in between). Without
+    ``follow_symlinks``, a file that is really outside ``path``'s folder (a symlink an agency planted to, say,
+    /etc/shadow) is refused, checked on the opened descriptor so that a link swapped in meanwhile cannot slip
+    through.
     """
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -75,4 +77,21 @@ def open_regular(path: Path) -> BinaryIO:
     if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
         fh.close()
         raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
+    if not follow_symlinks and not _inside(_opened_path(fh, path), os.path.realpath(path.parent)):
+        fh.close()
+        raise FileRejected(RejectReason.UNREADABLE,
+                           "is a symlink to outside the data folder; set follow_symlinks = true to allow it")
     return fh
+
+
+def _opened_path(fh: BinaryIO, path: Path) -> str:
+    """The real path of the file ``fh`` opened; without /proc, the resolved ``path``."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fh.fileno()}")
+    except OSError:
+        return os.path.realpath(path)
+    return real.removesuffix(" (deleted)")
+
+
+def _inside(real: str, folder: str) -> bool:
+    return os.path.commonpath([real, folder]) == folder

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import stat
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from ..config import Source
 from ..db.server import Connection
-from ..errors import (
-    FileRejected,
-    RejectReason,
-)
-from ..inputs import Entry, Location, Stream
+from ..inputs import Entry, Location, Stream, open_regular
 
 
 def open_entry(entry: Entry, location: Location | None, follow_symlinks: bool) -> Stream:
-    """A local entry's file (checked by ``_open_regular``), or an object opened at its first read."""
+    """A local entry's file (checked by ``inputs.open_regular``), or an object opened at its first read."""
     if entry.path is not None:
-        return _open_regular(entry.path, follow_symlinks)
+        return open_regular(entry.path, follow_symlinks)
     if location is None:
         raise ValueError(f"load_source of {entry.uri} needs the location it was listed in")
     where = location
@@ -53,42 +45,6 @@ class _Deferred:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def _open_regular(path: Path, follow_symlinks: bool = False) -> BinaryIO:
-    try:
-        # stat first: opening a FIFO named like a data file would block until someone writes to it
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            if path.is_dir():
-                raise FileRejected(RejectReason.UNREADABLE, "is a directory, not a file")
-            raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
-    except IsADirectoryError:
-        raise FileRejected(RejectReason.UNREADABLE, "is a directory, not a file") from None
-    except OSError as exc:
-        raise FileRejected(RejectReason.UNREADABLE, f"cannot be opened: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-        fh.close()
-        raise FileRejected(RejectReason.UNREADABLE, "is not a regular file (a pipe or device?)")
-    if not follow_symlinks and not _inside(_opened_path(fh, path), os.path.realpath(path.parent)):
-        fh.close()
-        raise FileRejected(RejectReason.UNREADABLE,
-                           "is a symlink to outside the data folder; set follow_symlinks = true to allow it")
-    return fh
-
-
-def _opened_path(fh: BinaryIO, path: Path) -> str:
-    """The real path of the file ``fh`` opened (checked after the open, so a link swapped in between cannot
-    slip through); without /proc, the resolved ``path``."""
-    try:
-        real = os.readlink(f"/proc/self/fd/{fh.fileno()}")
-    except OSError:
-        return os.path.realpath(path)
-    return real.removesuffix(" (deleted)")
-
-
-def _inside(real: str, folder: str) -> bool:
-    return os.path.commonpath([real, folder]) == folder
 
 
 def unchanged_sha(conn: Connection, source: Source, fh: Stream, size: int, etag: str | None = None) -> str | None:
