@@ -14,11 +14,12 @@ What one run does:
    "customer_rating_agency_NNNN"``, ``file_pattern = "agency_NNNN_*.csv"``).
 2. Starts an embedded server (or uses ``--database-url``), runs ``customer-ratings init`` (timed: it
    creates the 1,000 tables).
-3. Times ``customer-ratings load --data-dir DIR --config FILE --quiet``: the first load into empty
+3. Times ``customer-ratings load --data-dir DIR --config FILE --quiet --date 2025-05-13``: the first load into empty
    tables, then ``--runs`` loads with ``--force`` (replacing every agency), then one without
    ``--force`` (every file ``unchanged``). After every load the database is checked against the
    generator's expected counts and sums, agency by agency.
-4. Times ``customer-ratings report --output-dir DIR --date 2025-05-13`` ``--runs`` times and checks the
+4. Times ``customer-ratings report --output-dir DIR --date 2025-05-13 --config FILE --no-html --no-invalid-files``
+   (the CSV report alone) ``--runs`` times and checks the
    report's every row against the expected values; also times the report query alone, in this process
    with psycopg, when src/customer_ratings/report.sql exists.
 """
@@ -314,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             out(f"init ({a.agencies:,} tables): {p.seconds:.2f} s, peak RSS {p.max_rss_mib:.0f} MiB")
 
             load_rows = []
-            load_argv = [cli, "load", "--data-dir", str(data_dir), "--config", str(config), "--quiet"]
+            # The loads are for the report's date: the report for D reads the loads current as of D (SPEC "Days").
+            load_argv = [cli, "load", "--data-dir", str(data_dir), "--config", str(config), "--quiet",
+                         "--date", REPORT_DATE]
             plan = [("first", load_argv)] + [(f"forced {k}", [*load_argv, "--force"]) for k in range(1, a.runs + 1)]
             plan.append(("unchanged", load_argv))
             for label, argv_ in plan:
@@ -360,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                 if report_file.exists():
                     report_file.unlink()
                 p = timed(
-                    [cli, "report", "--output-dir", str(report_dir), "--date", REPORT_DATE],
+                    [cli, "report", "--output-dir", str(report_dir), "--date", REPORT_DATE, "--config", str(config),
+                     "--no-html", "--no-invalid-files"],
                     "customer-ratings report",
                     f"report-{k}",
                 )
@@ -393,14 +397,25 @@ def main(argv: list[str] | None = None) -> int:
             report_sql = REPO_DIR / "src" / "customer_ratings" / "report.sql"
             if report_sql.exists():
                 query = report_sql.read_text()
+                params = {"day": REPORT_DATE, "sources": [agency(i)[0] for i in range(1, a.agencies + 1)]}
                 with psycopg.connect(server.conninfo) as conn:
                     for k in range(0, a.runs + 1):  # 0 = warm-up
                         t = time.perf_counter()
-                        n = len(conn.execute(query).fetchall())
+                        rows = conn.execute(query.encode(), params).fetchall()
+                        n = len(rows)
                         dt = time.perf_counter() - t
                         conn.rollback()
                         if k:
                             results["report_sql"].append(dict(seconds=dt, rows=n))
+                    # The stored numbers never drift from the data: the same numbers over customer_rating itself.
+                    scanned = {r[0]: tuple(int(v) for v in r[1:]) for r in conn.execute(
+                        """SELECT customer, count(*), coalesce(sum(customer_rating), 0),
+                                  count(*) FILTER (WHERE customer_status = 'high-value')
+                           FROM customer_rating GROUP BY customer""")}
+                    stored = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+                    if stored != scanned:
+                        raise VerificationError("the report's stored numbers differ from a scan of customer_rating")
+                    out(f"  report numbers = a scan of customer_rating for all {len(scanned):,} agencies")
                 out(
                     f"  report.sql alone (psycopg, in-process, median of {a.runs}): "
                     f"{median([r['seconds'] for r in results['report_sql']]):.3f} s, {n:,} rows"

@@ -56,7 +56,6 @@ from .errors import ConfigError, CustomerRatingsError, Interrupted
 from .load import LoadResult, ProgressFn, default_streams, lock_wait_seconds
 from .outputs import check_writable
 from .pipeline import RunSummary, init_database, load_sources
-from .quality import write_quality_page
 from .reconcile import write_invalid_files
 from .report import report_notes, report_rows, write_report
 
@@ -343,6 +342,9 @@ def _write_report(db: Database, settings: Settings, cfg: Config, output_dir: str
         log.info("invalid-rows files written in %.3f s", time.perf_counter() - started)
     if outputs.html:
         started = time.perf_counter()
+        # Imported here: pygal and Jinja2 cost ~90 ms of start-up that `load` and the inspection commands skip.
+        from .quality import write_quality_page
+
         page = write_quality_page(db, output_dir, day, names, outputs.days, outputs.config_path,
                                   database=describe_database(settings))
         stderr.print(f"quality page written: {page}", markup=False, highlight=False)

@@ -90,12 +90,14 @@ def _tablespace_of(conn: Connection, table: str) -> sql.Composable:
     return sql.SQL("") if row is None else sql.SQL(" TABLESPACE {}").format(sql.Identifier(row[0]))
 
 
-def finish_stage(conn: Connection, source: Source, stage: str, load_id: int) -> tuple[int, int]:
-    """customer_rating's own columns as constants, and statistics for the planner (the parents' estimates
-    include their children's). Returns the report's numbers of its rows (sum of customer_rating, high-value
-    count), computed once by the server and kept in the history row."""
+def finish_stage(conn: Connection, source: Source, stage: str, load_id: int, *,
+                 analyze: bool = True) -> tuple[int, int]:
+    """customer_rating's own columns as constants, and (``analyze``) statistics for the planner (the parents'
+    estimates include their children's). Returns the report's numbers of its rows (sum of customer_rating,
+    high-value count), computed once by the server and kept in the history row."""
     _add_constants(conn, stage, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
-    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+    if analyze:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
     row = conn.execute(sql.SQL(
         """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
            FROM {}""").format(sql.Identifier(stage))).fetchone()
