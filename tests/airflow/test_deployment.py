@@ -35,6 +35,8 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
+import customer_ratings
+
 from .conftest import DAGS_FOLDER, SAMPLE
 
 pytestmark = [
@@ -163,6 +165,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     home, logs = root / "airflow-home", root / "process-logs"
     home.mkdir()
     logs.mkdir()
+    # The built-in agencies, but agency_d's files are links into a share mounted on the workers (the fourth
+    # date's scenario): without follow_symlinks a link out of the data folder is refused (issue 9).
+    sources = root / "sources.toml"
+    sources.write_text(
+        (Path(customer_ratings.__file__).parent / "default_sources.toml").read_text()
+        + "\nfollow_symlinks = true\n")
     suffix = uuid.uuid4().hex[:10]
     meta_db, data_db = f"cr_airflow_meta_{suffix}", f"cr_airflow_data_{suffix}"
     port = free_port()
@@ -198,6 +206,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "CUSTOMER_RATINGS_DATABASE_URL": database_url(data_db),
         "AIRFLOW_VAR_CUSTOMER_RATINGS_DATA_DIR": str(root / "data" / "{date:%Y-%m-%d}"),
         "CUSTOMER_RATINGS_OUTPUT_DIR": str(root / "out"),
+        "CUSTOMER_RATINGS_CONFIG": str(sources),
     })
     processes: list[subprocess.Popen[bytes]] = []
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
