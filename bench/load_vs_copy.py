@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -254,6 +255,56 @@ def verify_load(conninfo: str, meta: Meta, source: str = SOURCE, table: str = TA
     return f"load {load_id}: {meta.valid:,} loaded + {meta.invalid:,} invalid, sums and line numbers ok{note}"
 
 
+# ------------------------------------------------------------------------------------------- readers
+
+
+class ReaderCheck:
+    """While a load runs: a reader with ``statement_timeout = 500ms`` counts the agency table, then the agency's
+    rows in ``customer_rating``, again and again (SPEC: readers are never blocked beyond the swap). Every answer
+    must come in time and be one of the ``allowed`` counts (the old data or the new). Opt-in: the reader's own
+    scans take CPU from the load."""
+
+    def __init__(self, conninfo: str, allowed: set[int]) -> None:
+        self.conninfo, self.allowed = conninfo, allowed
+        self.latencies: list[float] = []
+        self.problems: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReaderCheck:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        queries = [(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(TABLE)), ()),
+                   (sql.SQL("SELECT count(*) FROM customer_rating WHERE customer = %s"), (SOURCE,))]
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '500ms'")
+            while not self._stop.is_set():
+                for query, params in queries:
+                    started = time.perf_counter()
+                    try:
+                        row = conn.execute(query, params).fetchone()
+                    except psycopg.Error as e:
+                        self.problems.append(f"{type(e).__name__}: {str(e).strip()}")
+                        continue
+                    self.latencies.append(time.perf_counter() - started)
+                    if row is None or row[0] not in self.allowed:
+                        self.problems.append(f"count {row} (allowed: {sorted(self.allowed)})")
+                time.sleep(0.02)
+
+    def summary(self) -> str:
+        """One line for the run's output; raises VerificationError if any read failed or saw a mix."""
+        if self.problems:
+            raise VerificationError(f"reader check: {len(self.problems)} problem(s), e.g. {self.problems[:3]}")
+        slowest = max(self.latencies, default=0.0) * 1000
+        return f"reader: {len(self.latencies)} reads, slowest {slowest:.0f} ms, all old or new"
+
+
 # ------------------------------------------------------------------------------------------- runs
 
 
@@ -356,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         help="before each pair, wait up to SECONDS for the machine to be idle (shared machines)",
     )
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--reader-check", action="store_true",
+                    help="during each load, a reader with statement_timeout=500ms must always answer old-or-new")
     ap.add_argument("--streams", type=int, help="parallel COPY streams of the loader (CUSTOMER_RATINGS_STREAMS; "
                     "default: the loader's own default, one per core)")
     a = ap.parse_args(argv)
@@ -480,13 +533,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not cli:
                     continue
                 checkpoint(server.conninfo)
-                p = run_timed(
-                    [cli, "load", "--data-dir", str(data_dir), "--config", str(config), "--force", "--quiet"],
-                    env=env,
-                    log_dir=run_dir / f"loader-{pair}",
-                    postmaster_pid=server.postmaster_pid,
-                    conninfo_for_wal=server.conninfo,
-                ).check("customer-ratings load")
+                reader = ReaderCheck(server.conninfo, {0, meta.valid}) if a.reader_check else None
+                with reader or contextlib.nullcontext():
+                    p = run_timed(
+                        [cli, "load", "--data-dir", str(data_dir), "--config", str(config), "--force", "--quiet"],
+                        env=env,
+                        log_dir=run_dir / f"loader-{pair}",
+                        postmaster_pid=server.postmaster_pid,
+                        conninfo_for_wal=server.conninfo,
+                    ).check("customer-ratings load")
+                if reader is not None:
+                    out(f"  pair {pair or 'warm-up'}: {reader.summary()}")
                 lr = to_run(pair, "loader", p, meta, verify_load(server.conninfo, meta))
                 runs.append(lr)
                 ratio = lr.rows_per_s / b.rows_per_s
