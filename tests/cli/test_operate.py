@@ -264,3 +264,18 @@ def test_json_mode_keeps_stdout_to_one_document_and_errors_on_stderr(cli_env: st
         f"error: agency_a: {rejected['error']}"]
     status = json.loads(cli("status", "--date", DAY, "--format", "json").stdout)
     assert status[0]["stale"] is True and status[0]["stale_reason"].startswith("file for 2025-05-13 rejected (")
+
+
+# --- parallel streams ---
+
+def test_a_bad_streams_setting_is_a_usage_error_before_anything_is_touched(cli_env: str, tmp_path: Path) -> None:
+    data = sample_data(tmp_path / "data")
+    env = {"CUSTOMER_RATINGS_STREAMS": "many"}
+    done = cli("load", "--data-dir", str(data), "--date", DAY, "-q", env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "CUSTOMER_RATINGS_STREAMS='many'" in done.stderr
+    assert count_loads(cli_env) == 0, "nothing was loaded"
+    zero = cli("load", "--data-dir", str(data), "--date", DAY, "-q", "--streams", "0")
+    assert zero.returncode == 2 and "--streams" in zero.stderr
+    ok = cli("load", "--data-dir", str(data), "--date", DAY, "-q", "--streams", "3")
+    assert ok.returncode == 0, ok.stderr
