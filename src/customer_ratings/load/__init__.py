@@ -47,7 +47,7 @@ from .files import open_entry, unchanged_sha
 from .history import counts_of, current_of, insert_history, next_load_id, record_outcome, set_current
 from .locks import lock_wait_seconds, watch_client, with_lock_wait
 from .stream import stream_rows
-from .tables import attach_invalid, cleanup, drop_orphan_stages, drop_replaced, ensure_table, swap_children
+from .tables import attach_invalid, cleanup, drop_orphans, drop_replaced, ensure_table, swap_children
 
 __all__ = [
     "PARALLEL_MIN_BYTES",
@@ -184,10 +184,10 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                                   data_load_id=current.load_id)
         # A file for an older ctx.day than the agency's current data: recorded in full, replaces nothing.
         backfill = current.as_of is not None and ctx.day < current.as_of
-        drop_orphan_stages(conn, ctx.source)
+        drop_orphans(conn, ctx.source)
         ensure_table(conn, ctx.source)
         load_id = ctx.load_id = next_load_id(conn)
-        stage = f"customer_rating__{load_id}"
+        child = f"customer_rating__{load_id}"
         reader = BlockReader(fh, ctx.source.encoding)
         with tempfile.TemporaryFile(prefix="customer-ratings-invalid-") as spool:
             try:
@@ -195,7 +195,7 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                 # rejection is recorded below with the invalid rows found, in this same transaction.
                 with conn.transaction():
                     t0 = time.perf_counter()
-                    stages, invalid_child = stream_rows(ctx, conn, reader, stage, spool)
+                    children, invalid_child = stream_rows(ctx, conn, reader, child, spool)
                     t1 = time.perf_counter()
                     sha = reader.sha256.hexdigest()
                     # A local file's ctx.size now (an object's reader checks the object's ETag itself, part by part).
@@ -209,12 +209,12 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                     _check_file_rules(ctx.source, ctx.counts)
                     copy_invalid(conn, spool)
                     t2 = time.perf_counter()
-                    replaced = _replace(conn, ctx.source, stages, invalid_child, backfill, ctx.lock_wait, ctx.counts)
+                    replaced = _replace(conn, ctx.source, children, invalid_child, backfill, ctx.lock_wait, ctx.counts)
                     insert_history(conn, ctx.source, uri, ctx.size, sha, LoadStatus.LOADED, ctx.counts, ctx.started,
                                    None, None, ctx.force, load_id=load_id, as_of=ctx.day, data_load_id=load_id,
                                    etag=entry.etag)
                     if not backfill:
-                        set_current(conn, ctx.source, load_id, stages, ctx.day)
+                        set_current(conn, ctx.source, load_id, children, ctx.day)
             except FileRejected as exc:
                 keep_rejected(conn, ctx.source, spool, load_id, ctx.lock_wait)
                 insert_history(conn, ctx.source, uri, ctx.size, None, LoadStatus.REJECTED, ctx.counts, ctx.started,
@@ -229,16 +229,16 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                       current_as_of=current.as_of if backfill else None, data_load_id=load_id)
 
 
-def _replace(conn: Connection, source: Source, stages: list[str], invalid_child: str | None, backfill: bool,
+def _replace(conn: Connection, source: Source, children: list[str], invalid_child: str | None, backfill: bool,
              lock_wait: float, counts: Counts) -> list[str]:
     """The report's numbers of the new rows, then the swap (for a backfill, only its invalid rows attached);
     returns the tables to drop after the commit."""
     if not backfill:
-        return swap_children(conn, source, stages, invalid_child, lock_wait)
+        return swap_children(conn, source, children, invalid_child, lock_wait)
     if invalid_child is not None:
         child = invalid_child
         with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: attach_invalid(conn, child))
-    return stages  # their numbers are kept in the history; their rows are not current
+    return children  # their numbers are kept in the history; their rows are not current
 
 
 def keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: int, lock_wait: float) -> None:
@@ -249,7 +249,7 @@ def keep_rejected(conn: Connection, source: Source, spool: IO[bytes], load_id: i
     child = f"file_invalid_rows__{load_id}"
     if conn.execute("SELECT to_regclass(%s)", (sql.Identifier(child).as_string(conn),)).fetchone() != (None,):
         with_lock_wait(conn, ["file_invalid_rows"], lock_wait, lambda: attach_invalid(conn, child))
-    drop_orphan_stages(conn, source)
+    drop_orphans(conn, source)
 
 
 def _rejected(source: Source, path: Path | Entry, exc: FileRejected, counts: Counts, load_id: int | None,

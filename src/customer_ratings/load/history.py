@@ -84,15 +84,15 @@ def counts_of(conn: Connection, load_id: int | None) -> Counts:
     return Counts() if row is None else Counts(*row)
 
 
-def set_current(conn: Connection, source: Source, load_id: int, stages: list[str], day: date) -> None:
-    """Make ``load_id`` (its child tables ``stages``) the agency's current data, for the day ``day``."""
+def set_current(conn: Connection, source: Source, load_id: int, children: list[str], day: date) -> None:
+    """Make ``load_id`` (its child tables ``children``) the agency's current data, for the day ``day``."""
     conn.execute(
         """INSERT INTO source_current (source, table_name, load_id, child_table, as_of_date)
            VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (source) DO UPDATE
            SET table_name = EXCLUDED.table_name, load_id = EXCLUDED.load_id,
                child_table = EXCLUDED.child_table, as_of_date = EXCLUDED.as_of_date""",
-        (source.name, source.table, load_id, ", ".join(stages), day),
+        (source.name, source.table, load_id, ", ".join(children), day),
     )
 
 

@@ -14,14 +14,12 @@ from psycopg import sql
 
 from ..config import Source
 from ..db.server import Connection
-from ..errors import (
-    FileRejected,
-)
+from ..errors import FileRejected
 from ..parse import BlockReader, read_header
 from ..validate import BlockValidator, copy_text, detect_eol, plan_layout
 from .context import PARALLEL_MIN_BYTES, Counts, LoadContext, ProgressFn
 from .copytext import ROW_COLUMNS, invalidcopy_text
-from .tables import create_invalid_child, create_stage, finish_invalid_child, finish_stage
+from .tables import create_child, create_invalid_child, finish_child, finish_invalid_child
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +67,7 @@ def _copy_statement(table: str, columns: tuple[str, ...], options: str, agency: 
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(options), note)
 
 
-def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: str,
+def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, child: str,
                 spool: IO[bytes]) -> tuple[list[str], str | None]:
     """Validate the file block by block while COPY streams the valid lines, each row once, into the load's
     new child table(s), which the swap then attaches to both parents (the agency table and customer_rating).
@@ -85,7 +83,7 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: 
     header, header_lines = read_header(reader)
     layout = plan_layout(header, ctx.source)
     parallel = ctx.size >= PARALLEL_MIN_BYTES
-    stages = [stage] + ([f"{stage}_{k}" for k in range(1, ctx.streams)] if parallel else [])
+    children = [child] + ([f"{child}_{k}" for k in range(1, ctx.streams)] if parallel else [])
     helpers: list[Connection] = []
     invalid_child = f"file_invalid_rows__{ctx.load_id}"
     streams_open: list[_CopyStream] = []
@@ -95,19 +93,19 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: 
         prefix = "" if parallel else "\t".join(
             copy_text(str(v)) for v in (ctx.load_id, ctx.source.name, ctx.source.table, ctx.uri))
         if parallel:
-            helpers = [ctx.db.connect() for _ in range(len(stages) + 1)]
+            helpers = [ctx.db.connect() for _ in range(len(children) + 1)]
             for helper in helpers:
                 helper.execute("BEGIN")
-            for helper, name in zip(helpers, stages, strict=False):
-                create_stage(helper, ctx.source, name)
+            for helper, name in zip(helpers, children, strict=False):
+                create_child(helper, ctx.source, name)
             create_invalid_child(helpers[-1], ctx.source, invalid_child)
             data_sinks = [_CopyStream(h, _copy_statement(n, layout.copy_columns, DATA_FORMAT, ctx.source.table))
-                          for h, n in zip(helpers, stages, strict=False)]
+                          for h, n in zip(helpers, children, strict=False)]
             invalid_sink = _CopyStream(helpers[-1], _copy_statement(invalid_child, ROW_COLUMNS, "FORMAT text"))
             streams_open += [*data_sinks, invalid_sink]
         else:
-            create_stage(conn, ctx.source, stage)
-            data_sinks = [_CopyStream(conn, _copy_statement(stage, layout.copy_columns, DATA_FORMAT,
+            create_child(conn, ctx.source, child)
+            data_sinks = [_CopyStream(conn, _copy_statement(child, layout.copy_columns, DATA_FORMAT,
                                                          ctx.source.table))]
             streams_open += data_sinks
         _feed(reader, header_lines, layout, ctx.source, data_sinks, invalid_sink, prefix, ctx.counts, ctx.progress)
@@ -117,7 +115,7 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: 
             # Each helper completes and commits its own table at once: the children's sums, ANALYZE and
             # commits run on as many backends as there are ctx.streams.
             def finish(helper: Connection, name: str) -> tuple[int, int]:
-                numbers = finish_stage(helper, ctx.source, name, ctx.load_id)
+                numbers = finish_child(helper, ctx.source, name, ctx.load_id)
                 helper.execute("COMMIT")
                 return numbers
 
@@ -125,12 +123,12 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: 
                 finish_invalid_child(helpers[-1], ctx.source, invalid_child, ctx.load_id, ctx.uri)
                 helpers[-1].execute("COMMIT")
 
-            numbers = _in_parallel([*(partial(finish, h, n) for h, n in zip(helpers, stages, strict=False)),
+            numbers = _in_parallel([*(partial(finish, h, n) for h, n in zip(helpers, children, strict=False)),
                                     finish_invalid])[:-1]
         else:
             # No ANALYZE for a small file: it would cost more than its COPY (~8 ms for 10,000 rows, seconds over
             # 1,000 agencies); the planner sizes an unanalyzed table by its pages, and autovacuum analyzes it.
-            numbers = [finish_stage(conn, ctx.source, stage, ctx.load_id, analyze=False)]
+            numbers = [finish_child(conn, ctx.source, child, ctx.load_id, analyze=False)]
         ctx.counts.rating_sum = sum(n[0] for n in numbers if n is not None)
         ctx.counts.high_value = sum(n[1] for n in numbers if n is not None)
     except FileRejected:
@@ -146,7 +144,7 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, stage: 
     finally:
         for helper in helpers:
             helper.close()
-    return stages, invalid_child if parallel else None
+    return children, invalid_child if parallel else None
 
 
 def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, child: str, load_id: int,
@@ -161,7 +159,7 @@ def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, c
                     source.name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
-def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, stages: list[_CopyStream],
+def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, children: list[_CopyStream],
           invalid: IO[bytes] | _CopyStream, prefix: str, counts: Counts, progress: ProgressFn | None) -> None:
     validator: BlockValidator | None = None
     line = header_lines + 1
@@ -180,7 +178,7 @@ def _feed(reader: BlockReader, header_lines: int, layout: Any, source: Source, s
             reader.push_back(data[result.consumed:], unfinished=True)
         if result.valid:
             # Whole blocks, dealt round-robin: every stream gets about the same share of the rows.
-            stages[turn % len(stages)].write(b"".join(result.valid))
+            children[turn % len(children)].write(b"".join(result.valid))
             turn += 1
         if result.invalid:
             invalid.write(invalidcopy_text(result.invalid, prefix))

@@ -45,7 +45,7 @@ def _tables_of(conn: Connection, source: Source, comments: tuple[str, ...], *, a
     )]
 
 
-def drop_orphan_stages(conn: Connection, source: Source) -> None:
+def drop_orphans(conn: Connection, source: Source) -> None:
     """Drop the tables a killed or rejected load of this agency left behind (never attached, never visible).
 
     A replaced slice a reader still holds (its transaction began before the swap) is left for a later load:
@@ -76,10 +76,10 @@ def _add_constants(conn: Connection, table: str, columns: list[tuple[str, str, o
         for name, kind, v in columns)))
 
 
-def create_stage(conn: Connection, source: Source, stage: str) -> None:
-    """A new child of the agency, in the agency table's shape and tablespace (``finish_stage`` completes it)."""
-    conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(stage)) + _tablespace_of(conn, source.table))
-    _comment(conn, stage, CHILD_COMMENT + source.name)
+def create_child(conn: Connection, source: Source, child: str) -> None:
+    """A new child of the agency, in the agency table's shape and tablespace (``finish_child`` completes it)."""
+    conn.execute(AGENCY_TABLE_DDL.format(sql.Identifier(child)) + _tablespace_of(conn, source.table))
+    _comment(conn, child, CHILD_COMMENT + source.name)
 
 
 def _tablespace_of(conn: Connection, table: str) -> sql.Composable:
@@ -90,17 +90,17 @@ def _tablespace_of(conn: Connection, table: str) -> sql.Composable:
     return sql.SQL("") if row is None else sql.SQL(" TABLESPACE {}").format(sql.Identifier(row[0]))
 
 
-def finish_stage(conn: Connection, source: Source, stage: str, load_id: int, *,
+def finish_child(conn: Connection, source: Source, child: str, load_id: int, *,
                  analyze: bool = True) -> tuple[int, int]:
     """customer_rating's own columns as constants, and (``analyze``) statistics for the planner (the parents'
     estimates include their children's). Returns the report's numbers of its rows (sum of customer_rating,
     high-value count), computed once by the server and kept in the history row."""
-    _add_constants(conn, stage, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
+    _add_constants(conn, child, [("customer", "TEXT", source.name), ("load_id", "BIGINT", load_id)])
     if analyze:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(child)))
     row = conn.execute(sql.SQL(
         """SELECT coalesce(sum(customer_rating), 0), count(*) FILTER (WHERE customer_status = 'high-value')
-           FROM {}""").format(sql.Identifier(stage))).fetchone()
+           FROM {}""").format(sql.Identifier(child))).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -122,7 +122,7 @@ def finish_invalid_child(conn: Connection, source: Source, child: str, load_id: 
         sql.Identifier(child), sql.Literal(load_id)))
 
 
-def swap_children(conn: Connection, source: Source, stages: list[str], invalid_child: str | None,
+def swap_children(conn: Connection, source: Source, children: list[str], invalid_child: str | None,
           lock_wait: float = LOCK_WAIT_DEFAULT_S) -> list[str]:
     """Replace the agency's rows: detach its current children from both parents, attach the new ones to both.
 
@@ -140,7 +140,7 @@ def swap_children(conn: Connection, source: Source, stages: list[str], invalid_c
             for parent in _parents_of(conn, name):
                 conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT {}").format(sql.Identifier(name),
                                                                             sql.Identifier(parent)))
-        for name in stages:
+        for name in children:
             for parent in parents:
                 conn.execute(sql.SQL("ALTER TABLE {} INHERIT {}").format(sql.Identifier(name),
                                                                          sql.Identifier(parent)))
@@ -186,7 +186,7 @@ def cleanup(db: Database, source: Source) -> None:
             row = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
                                (AGENCY_LOCK_NAMESPACE, source.name)).fetchone()
             if row is not None and row[0]:
-                drop_orphan_stages(conn, source)
+                drop_orphans(conn, source)
     except psycopg.Error as exc:
         log.warning("could not drop the unused tables of %s's load: %s", source.name, exc)
         db.discard_connection()
