@@ -162,7 +162,7 @@ def record_missing(db: Database, source: Source, searched: str, as_of: date | No
     """Record that ``source`` had no file for the day ``as_of`` in ``searched`` (status ``missing``); the agency
     keeps its data. Returns the history row's load id (None if even that could not be written)."""
     return record_outcome(db, source, searched, None, None, LoadStatus.MISSING, Counts(), datetime.now(UTC),
-                   f"no file matching {source.file_pattern!r}", None, as_of or local_today())
+                          f"no file matching {source.file_pattern!r}", None, as_of or local_today())
 
 
 def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
@@ -182,7 +182,7 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                 return LoadResult(ctx.source.name, path, LoadStatus.UNCHANGED, same.read, same.loaded, same.invalid,
                                   load_id=load_id, file_size=ctx.size, sha256=unchanged, as_of=ctx.day,
                                   data_load_id=current.load_id)
-        # A file for an older ctx.day than the agency's current data: recorded in full, replaces nothing.
+        # A file for an older day than the agency's current data: recorded in full, replaces nothing.
         backfill = current.as_of is not None and ctx.day < current.as_of
         drop_orphans(conn, ctx.source)
         ensure_table(conn, ctx.source)
@@ -198,7 +198,7 @@ def _load_open_file(ctx: LoadContext, fh: Stream) -> LoadResult:
                     children, invalid_child = stream_rows(ctx, conn, reader, child, spool)
                     t1 = time.perf_counter()
                     sha = reader.sha256.hexdigest()
-                    # A local file's ctx.size now (an object's reader checks the object's ETag itself, part by part).
+                    # A local file's size now (an object's reader checks the object's ETag itself, part by part).
                     if reader.bytes_read != ctx.size or (isinstance(fh, io.IOBase)
                                                      and os.fstat(fh.fileno()).st_size != ctx.size):
                         raise FileRejected(

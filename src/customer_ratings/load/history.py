@@ -24,9 +24,9 @@ class _Current:
 
 
 def insert_history(conn: Connection, source: Source, uri: str, size: int | None, sha: str | None,
-                    status: str, counts: Counts, started: datetime, error: str | None,
-                    error_code: str | None, forced: bool = False, load_id: int | None = None,
-                    as_of: date | None = None, data_load_id: int | None = None, etag: str | None = None) -> int:
+                   status: str, counts: Counts, started: datetime, error: str | None,
+                   error_code: str | None, forced: bool = False, load_id: int | None = None,
+                   as_of: date | None = None, data_load_id: int | None = None, etag: str | None = None) -> int:
     """One load_history row (a loaded, unchanged, rejected, failed or missing file); returns its load id."""
     # An unchanged file stands for the current load: its row points there (data_load_id) and repeats its
     # numbers, so that a report for its day reads one row. A rejected file's row says what reading found
@@ -49,8 +49,8 @@ def insert_history(conn: Connection, source: Source, uri: str, size: int | None,
 
 
 def record_outcome(db: Database, source: Source, uri: str, size: int | None, sha: str | None, status: str,
-            counts: Counts, started: datetime, error: str, error_code: str | None,
-            as_of: date | None = None) -> int | None:
+                   counts: Counts, started: datetime, error: str, error_code: str | None,
+                   as_of: date | None = None) -> int | None:
     """Best effort: record a rejected or failed file in the history, in a transaction of its own."""
     try:
         conn = db.connection()

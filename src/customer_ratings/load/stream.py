@@ -112,25 +112,13 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, child: 
         for stream in streams_open:
             stream.close()
         if parallel:
-            # Each helper completes and commits its own table at once: the children's sums, ANALYZE and
-            # commits run on as many backends as there are ctx.streams.
-            def finish(helper: Connection, name: str) -> tuple[int, int]:
-                numbers = finish_child(helper, ctx.source, name, ctx.load_id)
-                helper.execute("COMMIT")
-                return numbers
-
-            def finish_invalid() -> None:
-                finish_invalid_child(helpers[-1], ctx.source, invalid_child, ctx.load_id, ctx.uri)
-                helpers[-1].execute("COMMIT")
-
-            numbers = _in_parallel([*(partial(finish, h, n) for h, n in zip(helpers, children, strict=False)),
-                                    finish_invalid])[:-1]
+            numbers = _finish_helpers(ctx, helpers, children, invalid_child)
         else:
             # No ANALYZE for a small file: it would cost more than its COPY (~8 ms for 10,000 rows, seconds over
             # 1,000 agencies); the planner sizes an unanalyzed table by its pages, and autovacuum analyzes it.
             numbers = [finish_child(conn, ctx.source, child, ctx.load_id, analyze=False)]
-        ctx.counts.rating_sum = sum(n[0] for n in numbers if n is not None)
-        ctx.counts.high_value = sum(n[1] for n in numbers if n is not None)
+        ctx.counts.rating_sum = sum(n[0] for n in numbers)
+        ctx.counts.high_value = sum(n[1] for n in numbers)
     except FileRejected:
         if isinstance(invalid_sink, _CopyStream):  # keep the invalid rows found so far (keep_rejected)
             _keep_invalid_child(helpers[-1], invalid_sink, ctx.source, invalid_child, ctx.load_id, ctx.uri)
@@ -145,6 +133,23 @@ def stream_rows(ctx: LoadContext, conn: Connection, reader: BlockReader, child: 
         for helper in helpers:
             helper.close()
     return children, invalid_child if parallel else None
+
+
+def _finish_helpers(ctx: LoadContext, helpers: list[Connection], children: list[str],
+                    invalid_child: str) -> list[tuple[int, int]]:
+    """Each helper completes and commits its own table, all at once: the children's sums, ANALYZE and commits
+    run on as many backends as there are streams. Returns each child's (sum of rating, high-value count)."""
+    def finish(helper: Connection, name: str) -> tuple[int, int]:
+        numbers = finish_child(helper, ctx.source, name, ctx.load_id)
+        helper.execute("COMMIT")
+        return numbers
+
+    def finish_invalid() -> None:
+        finish_invalid_child(helpers[-1], ctx.source, invalid_child, ctx.load_id, ctx.uri)
+        helpers[-1].execute("COMMIT")
+
+    done = _in_parallel([*(partial(finish, h, n) for h, n in zip(helpers, children, strict=False)), finish_invalid])
+    return [n for n in done[:-1] if n is not None]
 
 
 def _keep_invalid_child(conn: Connection, stream: _CopyStream, source: Source, child: str, load_id: int,
